@@ -37,7 +37,7 @@ let package = Package(
 
         // Services: protobuf-c requests in, engine calls, protobuf-c replies out.
         .target(name: "PierServer", dependencies: [
-            "PierGRPC", "PierProto", "CProtobufC", "PierKV", "PierStorage",
+            "PierGRPC", "PierProto", "CProtobufC", "PierKV", "PierLog", "PierStorage",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
 

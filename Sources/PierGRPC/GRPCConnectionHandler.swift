@@ -168,9 +168,10 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     func scheduleFlush() {
         guard !inRead, !flushScheduled, let context else { return }
         flushScheduled = true
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         context.eventLoop.execute {
-            self.flushScheduled = false
-            self.flushOutput()
+            bound.value.flushScheduled = false
+            bound.value.flushOutput()
         }
     }
 
@@ -208,9 +209,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         guard let session else { return }
         var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil),
                                              read_callback: SessionCallbacks.readData)
-        ResponseHeaders.ok.withNV { nv, count in
-            _ = nghttp2_submit_response(session, streamID, nv, count, &provider)
-        }
+        _ = nghttp2_submit_response(session, streamID, ResponseHeaders.ok.nv, ResponseHeaders.ok.count, &provider)
     }
 
     func submitTrailersOnly(streamID: Int32, status: GRPCStatus) {
@@ -228,9 +227,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     func submitTrailers(streamID: Int32, status: GRPCStatus) {
         guard let session else { return }
         if status.code == .ok {
-            ResponseHeaders.okTrailers.withNV { nv, count in
-                _ = nghttp2_submit_trailer(session, streamID, nv, count)
-            }
+            _ = nghttp2_submit_trailer(session, streamID, ResponseHeaders.okTrailers.nv, ResponseHeaders.okTrailers.count)
             return
         }
         var trailers = HeaderList()
@@ -269,7 +266,6 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     // MARK: nghttp2 callbacks
 
     func onBeginHeaders(streamID: Int32) -> Int32 {
-        guard !goingAway else { return 0 }
         streams[streamID] = ServerStream(id: streamID, connection: self,
                                          maxMessageBytes: configuration.maxReceiveMessageBytes,
                                          allocator: allocator)
@@ -318,8 +314,14 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             nghttp2_session_consume_stream(session, streamID, data.count)
             return 0
         }
-        stream.deframer.append(UnsafeRawBufferPointer(data))
-        deliverMessages(stream)
+        if stream.requests == nil, stream.deframer.isAtBoundary, stream.unaryMessages.isEmpty,
+           let message = Self.wholeMessage(data, limit: configuration.maxReceiveMessageBytes) {
+            // The common unary case: one DATA chunk holding exactly one message; no buffering.
+            stream.unaryMessages.append(message)
+        } else {
+            stream.deframer.append(UnsafeRawBufferPointer(data))
+            deliverMessages(stream)
+        }
         if let requests = stream.requests, requests.queuedBytes >= configuration.streamInboundHighWater {
             stream.deferredConsume += data.count
         } else {
@@ -328,11 +330,23 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         return 0
     }
 
+    /// The message when `data` is exactly one complete, uncompressed, small-enough message.
+    private static func wholeMessage(_ data: UnsafeBufferPointer<UInt8>, limit: Int) -> [UInt8]? {
+        guard data.count >= 5, data[0] == 0 else { return nil }
+        let length = Int(data[1]) << 24 | Int(data[2]) << 16 | Int(data[3]) << 8 | Int(data[4])
+        guard length == data.count - 5, length <= limit else { return nil }
+        return Array(data[5...])
+    }
+
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         if let stream = streams.removeValue(forKey: streamID) {
             stream.streamClosed()
         }
-        closeIfDrained()
+        if goingAway && streams.isEmpty, let context {
+            // Not from inside nghttp2's callback: closing flushes, which calls back into nghttp2.
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.execute { bound.value.closeIfDrained() }
+        }
         return 0
     }
 
@@ -351,34 +365,37 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             stream.finish(GRPCStatus(.resourceExhausted, "request headers exceed \(configuration.maxHeaderListBytes) bytes"))
             return
         }
-        guard stream.method == "POST" else {
+        guard stream.isPost else {
             submitHTTPError(streamID: stream.id, httpStatus: 405,
                             status: GRPCStatus(.internalError, "gRPC requires method POST"))
             stream.finished = true
             return
         }
-        guard let contentType = stream.contentType, RequestHeaders.isGRPCContentType(contentType) else {
+        guard stream.hasGRPCContentType else {
             submitHTTPError(streamID: stream.id, httpStatus: 415,
                             status: GRPCStatus(.internalError, "invalid gRPC request content-type \"\(stream.contentType ?? "")\""))
             stream.finished = true
-            return
-        }
-        guard let rawPath = stream.path, let path = MethodPath(path: rawPath) else {
-            stream.finish(GRPCStatus(.unimplemented, "malformed method name: \"\(stream.path ?? "")\""))
             return
         }
         if let encoding = stream.encoding, encoding != "identity" {
             stream.finish(GRPCStatus(.unimplemented, "grpc: Decompressor is not installed for grpc-encoding \"\(encoding)\""))
             return
         }
+        let path: MethodPath
         let method: GRPCMethod
-        switch router.lookup(path) {
-        case .found(let found): method = found
-        case .unknownService:
-            stream.finish(GRPCStatus(.unimplemented, "unknown service \(path.service)"))
-            return
-        case .unknownMethod:
-            stream.finish(GRPCStatus(.unimplemented, "unknown method \(path.method) for service \(path.service)"))
+        if let rawPath = stream.path, let (found, foundMethod) = router.route(rawPath) {
+            (path, method) = (found, foundMethod)
+        } else {
+            guard let rawPath = stream.path, let parsed = MethodPath(path: rawPath) else {
+                stream.finish(GRPCStatus(.unimplemented, "malformed method name: \"\(stream.path ?? "")\""))
+                return
+            }
+            switch router.lookup(parsed) {
+            case .unknownService, .found:
+                stream.finish(GRPCStatus(.unimplemented, "unknown service \(parsed.service)"))
+            case .unknownMethod:
+                stream.finish(GRPCStatus(.unimplemented, "unknown method \(parsed.method) for service \(parsed.service)"))
+            }
             return
         }
         var deadline: NIODeadline? = nil
@@ -394,8 +411,10 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         stream.context = CallContext(path: path, metadata: stream.metadata, deadline: deadline, peer: peer,
                                      peerCommonName: peerCommonName, eventLoop: context.eventLoop)
         if let deadline {
-            stream.deadlineTimer = context.eventLoop.scheduleTask(deadline: deadline) { [weak stream] in
-                stream?.abort(GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
+            // The timer holds the stream until it fires or the stream closes and cancels it.
+            let bound = NIOLoopBound(stream, eventLoop: context.eventLoop)
+            stream.deadlineTimer = context.eventLoop.scheduleTask(deadline: deadline) {
+                bound.value.abort(GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
             }
         }
         if case .streaming(let handler) = method {

@@ -8,17 +8,24 @@ enum RequestHeaders {
     ]
 
     static func apply(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>, to stream: ServerStream) {
-        let key = String(decoding: name, as: UTF8.self)
-        if key.hasPrefix(":") {
-            switch key {
-            case ":method": stream.method = String(decoding: value, as: UTF8.self)
-            case ":path": stream.path = String(decoding: value, as: UTF8.self)
-            default: break
+        // The fields every call carries are matched on bytes, without building Strings.
+        if name.first == UInt8(ascii: ":") {
+            if name.elementsEqual(":path".utf8) {
+                stream.path = String(decoding: value, as: UTF8.self)
+            } else if name.elementsEqual(":method".utf8) {
+                stream.isPost = value.elementsEqual("POST".utf8)
+                if !stream.isPost { stream.method = String(decoding: value, as: UTF8.self) }
             }
             return
         }
+        if name.elementsEqual("te".utf8) { return }
+        if name.elementsEqual("content-type".utf8) {
+            stream.hasGRPCContentType = isGRPCContentType(value)
+            if !stream.hasGRPCContentType { stream.contentType = String(decoding: value, as: UTF8.self) }
+            return
+        }
+        let key = String(decoding: name, as: UTF8.self)
         switch key {
-        case "content-type": stream.contentType = String(decoding: value, as: UTF8.self)
         case "grpc-timeout": stream.timeout = String(decoding: value, as: UTF8.self)
         case "grpc-encoding": stream.encoding = String(decoding: value, as: UTF8.self)
         default:
@@ -32,28 +39,21 @@ enum RequestHeaders {
         }
     }
 
-    /// `application/grpc`, optionally followed by `+format` or `;parameters`.
-    static func isGRPCContentType(_ value: String) -> Bool {
-        let lower = value.lowercased()
-        guard lower.hasPrefix("application/grpc") else { return false }
-        let rest = lower.dropFirst("application/grpc".count)
-        return rest.isEmpty || rest.hasPrefix("+") || rest.hasPrefix(";")
+    /// `application/grpc`, optionally followed by `+format` or `;parameters` (case-insensitive).
+    static func isGRPCContentType(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
+        let prefix = "application/grpc".utf8
+        guard value.count >= prefix.count,
+              zip(value.prefix(prefix.count), prefix).allSatisfy({ $0 | 0x20 == $1 | 0x20 }) else { return false }
+        guard value.count > prefix.count else { return true }
+        let next = value[prefix.count]
+        return next == UInt8(ascii: "+") || next == UInt8(ascii: ";")
     }
 }
 
 /// The fixed response header blocks, built once.
 enum ResponseHeaders {
-    static let ok: HeaderList = {
-        var headers = HeaderList()
-        headers.add(":status", "200")
-        headers.add("content-type", "application/grpc")
-        headers.add("grpc-accept-encoding", "identity")
-        return headers
-    }()
-
-    static let okTrailers: HeaderList = {
-        var trailers = HeaderList()
-        trailers.add("grpc-status", "0")
-        return trailers
-    }()
+    static let ok = StaticHeaderBlock([
+        (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity"),
+    ])
+    static let okTrailers = StaticHeaderBlock([("grpc-status", "0")])
 }

@@ -9,8 +9,12 @@ final class ServerStream {
     unowned let connection: GRPCConnectionHandler
 
     // Request headers, collected until END_HEADERS.
+    var isPost = false
+    /// The method when it is not POST (kept only to say so in the error).
     var method: String? = nil
     var path: String? = nil
+    var hasGRPCContentType = false
+    /// The content-type when it is not gRPC's (kept only to say so in the error).
     var contentType: String? = nil
     var timeout: String? = nil
     var encoding: String? = nil
