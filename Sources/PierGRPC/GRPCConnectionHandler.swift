@@ -377,7 +377,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             stream.finished = true
             return
         }
-        if let encoding = stream.encoding, encoding != "identity" {
+        if let encoding = stream.encoding, encoding != "identity", encoding != "gzip" {
             stream.finish(GRPCStatus(.unimplemented, "grpc: Decompressor is not installed for grpc-encoding \"\(encoding)\""))
             return
         }
@@ -424,20 +424,34 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
 
     private func deliverMessages(_ stream: ServerStream) {
         while true {
-            let message: [UInt8]?
+            var message: [UInt8]?
             do {
-                message = try stream.deframer.next()
-            } catch {
+                guard let frame = try stream.deframer.nextFrame() else { return }
+                message = frame.bytes
+                if frame.compressed {
+                    guard stream.encoding == "gzip" else {
+                        stream.abort(GRPCStatus(.internalError, "grpc: compressed flag set with identity or empty encoding"))
+                        return
+                    }
+                    message = try Gzip.decompress(frame.bytes, limit: configuration.maxReceiveMessageBytes)
+                }
+            } catch let error as MessageDeframer.Failure {
                 let status: GRPCStatus
                 switch error {
                 case .tooLarge(let length, let limit):
                     status = GRPCStatus(.resourceExhausted, "grpc: received message larger than max (\(length) vs. \(limit))")
                 case .compressed:
-                    status = GRPCStatus(.unimplemented, "grpc: compressed message received but no grpc-encoding negotiated; Pier accepts identity only")
+                    status = GRPCStatus(.internalError, "grpc: compressed flag set with identity or empty encoding")
                 case .badFlag(let flag):
                     status = GRPCStatus(.internalError, "grpc: invalid message compression flag \(flag)")
                 }
                 stream.abort(status)
+                return
+            } catch Gzip.Failure.tooLarge(let limit) {
+                stream.abort(GRPCStatus(.resourceExhausted, "grpc: received message after decompression larger than max \(limit)"))
+                return
+            } catch {
+                stream.abort(GRPCStatus(.internalError, "grpc: failed to decompress the received message: not valid gzip"))
                 return
             }
             guard let message else { return }

@@ -17,6 +17,7 @@ struct MessageDeframer {
     let maxMessageBytes: Int
     private var buffer: ByteBuffer
     private var expected: Int? = nil
+    private var expectedCompressed = false
 
     init(maxMessageBytes: Int, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         self.maxMessageBytes = maxMessageBytes
@@ -37,24 +38,29 @@ struct MessageDeframer {
         buffer.writeBytes(bytes)
     }
 
-    /// The next complete message, nil when more bytes are needed.
+    /// The next complete uncompressed message, nil when more bytes are needed; a compressed
+    /// one is an error (for calls without a negotiated encoding).
     mutating func next() throws(Failure) -> [UInt8]? {
+        guard let frame = try nextFrame() else { return nil }
+        if frame.compressed { throw .compressed }
+        return frame.bytes
+    }
+
+    /// The next complete message and whether its compressed flag was set.
+    mutating func nextFrame() throws(Failure) -> (bytes: [UInt8], compressed: Bool)? {
         if expected == nil {
             guard buffer.readableBytes >= 5,
                   let flag = buffer.readInteger(as: UInt8.self),
                   let length = buffer.readInteger(endianness: .big, as: UInt32.self) else { return nil }
-            switch flag {
-            case 0: break
-            case 1: throw .compressed
-            default: throw .badFlag(flag)
-            }
+            guard flag <= 1 else { throw .badFlag(flag) }
             if Int(length) > maxMessageBytes {
                 throw .tooLarge(length: Int(length), limit: maxMessageBytes)
             }
             expected = Int(length)
+            expectedCompressed = flag == 1
         }
         guard let length = expected, buffer.readableBytes >= length else { return nil }
-        let message = buffer.readBytes(length: length) ?? []
+        let message = (bytes: buffer.readBytes(length: length) ?? [], compressed: expectedCompressed)
         expected = nil
         if buffer.readableBytes == 0 { buffer.clear() } else if buffer.readerIndex > 65_536 { buffer.discardReadBytes() }
         return message

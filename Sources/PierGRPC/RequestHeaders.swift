@@ -53,7 +53,7 @@ enum RequestHeaders {
 /// The fixed response header blocks, built once.
 enum ResponseHeaders {
     static let ok = StaticHeaderBlock([
-        (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity"),
+        (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity,gzip"),
     ])
     static let okTrailers = StaticHeaderBlock([("grpc-status", "0")])
 }

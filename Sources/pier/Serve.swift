@@ -25,6 +25,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds that calls in flight may run after SIGTERM before the server exits.")
     var shutdownGrace: Double = 10
 
+    @Option(help: "Key-value store size at which writes are refused and the NOSPACE alarm is raised (etcd's flag).")
+    var quotaBackendBytes: Int64 = 2 * 1024 * 1024 * 1024
+
+    @Option(help: "Largest etcd request accepted, in bytes (etcd's flag; default 1.5 MiB).")
+    var maxRequestBytes: Int = 1_572_864
+
+    @Option(help: "Most operations in one etcd transaction (etcd's flag).")
+    var maxTxnOps: Int = 128
+
+    @Option(help: "Member name reported by the etcd Cluster API (etcd's flag).")
+    var name: String = "default"
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("unknown log level \"\(logLevel)\"")
@@ -49,18 +61,24 @@ struct Serve: AsyncParsableCommand {
         configuration.maxReceiveMessageBytes = maxReceiveMessageBytes
         configuration.shutdownGraceSeconds = shutdownGrace
 
-        let health = HealthStatus()
-        let services: [any GRPCService] = [HealthService(health: health)]
-        let server = GRPCServer(configuration: configuration, services: services, logger: logger)
+        var options = PierServerOptions(dataDirectory: dataDir)
+        options.quotaBackendBytes = quotaBackendBytes
+        options.maxRequestBytes = maxRequestBytes
+        options.maxTxnOps = maxTxnOps
+        options.memberName = name
+        let assembly = try PierServerAssembly(options: options, logger: logger)
+        assembly.configure(&configuration)
+        let server = GRPCServer(configuration: configuration, services: assembly.services, logger: logger)
         let bound = try await server.start()
-        health.set("", .serving)
+        assembly.started(host: host, port: bound)
         // Tests and scripts read this line to learn the port.
         FileHandle.standardOutput.write(Data("listening on \(host):\(bound)\n".utf8))
 
         let signal = await ShutdownSignal.wait()
         logger.info("\(signal) received: shutting down gracefully")
-        health.set("", .notServing)
+        assembly.health.set("", .notServing)
         await server.shutdown()
+        assembly.shutdown()
         logger.info("stopped")
     }
 }
