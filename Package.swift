@@ -14,6 +14,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
@@ -28,7 +29,12 @@ let package = Package(
         .target(name: "PierProto", dependencies: ["CProtobufC"], cSettings: [.headerSearchPath("include")]),
 
         // Transport: SwiftNIO sockets, one nghttp2 session per connection, gRPC calls.
-        .target(name: "PierGRPC", dependencies: ["CNghttp2", "CZlib", .product(name: "Logging", package: "swift-log")] + nio),
+        .target(name: "PierGRPC", dependencies: [
+            "CNghttp2", "CZlib",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+        ] + nio),
 
         // Files: CRC-framed records, write-ahead log with group commit, snapshots.
         .target(name: "PierStorage"),

@@ -2,6 +2,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// Serves registered services over cleartext HTTP/2 (h2c, prior knowledge) on every core.
@@ -12,16 +13,16 @@ public final class GRPCServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let connections = ConnectionRegistry()
     private let listener = Mutex<(any Channel)?>(nil)
-    /// Extra handlers put in front of each connection's HTTP/2 handler (TLS, for one).
-    private let channelPrelude: (@Sendable (any Channel) -> EventLoopFuture<Void>)?
+    /// When set, every connection starts with a TLS handshake (ALPN h2) in front of HTTP/2.
+    private let tls: TLSContextProvider?
 
     public init(configuration: GRPCServerConfiguration, services: [any GRPCService], logger: Logger,
-                channelPrelude: (@Sendable (any Channel) -> EventLoopFuture<Void>)? = nil) {
+                tls: TLSContextProvider? = nil) {
         self.configuration = configuration
         self.router = ServiceRouter(services: services)
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
-        self.channelPrelude = channelPrelude
+        self.tls = tls
     }
 
     /// Binds and starts accepting; returns the bound port.
@@ -31,7 +32,7 @@ public final class GRPCServer: Sendable {
         let router = self.router
         let logger = self.logger
         let connections = self.connections
-        let prelude = self.channelPrelude
+        let tls = self.tls
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -44,16 +45,15 @@ public final class GRPCServer: Sendable {
                     return channel.close()
                 }
                 channel.closeFuture.whenComplete { _ in connections.remove(channel) }
-                let addHandler: @Sendable () -> EventLoopFuture<Void> = {
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            GRPCConnectionHandler(configuration: configuration, router: router, logger: logger))
+                return channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    if let tls {
+                        // Connections opened after a certificate reload get the new one.
+                        try pipeline.addHandler(NIOSSLServerHandler(context: tls.context))
+                        try pipeline.addHandler(PeerIdentityHandler())
                     }
+                    try pipeline.addHandler(GRPCConnectionHandler(configuration: configuration, router: router, logger: logger))
                 }
-                if let prelude {
-                    return prelude(channel).flatMap { addHandler() }
-                }
-                return addHandler()
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         listener.withLock { $0 = channel }

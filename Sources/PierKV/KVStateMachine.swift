@@ -1,15 +1,15 @@
 // The deterministic MVCC state machine: applies commands in log order and answers reads, following etcd's mvcc and apply semantics.
-import PierStorage
 //
 // Not thread-safe by itself: KVStore calls every method with its ReadWriteLock held (writes
 // and `apply` exclusively, reads shared). Lease expiry deadlines are node-local, never part of
 // the replicated state: only `apply` changes what every replica must agree on.
+import PierStorage
 
 /// A lease: granted TTL, attached keys, and (node-local) expiry deadline.
 final class Lease {
     let id: Int64
     var ttl: Int64
-    var keys: Set<[UInt8]> = []
+    var keys: Set<KeyBytes> = []
     /// Monotonic nanoseconds; guarded by the store's lock like the rest.
     var expiry: UInt64
 
@@ -125,8 +125,8 @@ final class KVStateMachine {
         } else {
             liveKeyCount += 1
         }
-        if oldLease != 0 && oldLease != lease { leases[oldLease]?.keys.remove(key) }
-        if lease != 0 && oldLease != lease { leases[lease]?.keys.insert(key) }
+        if oldLease != 0 && oldLease != lease { leases[oldLease]?.keys.remove(KeyBytes(key)) }
+        if lease != 0 && oldLease != lease { leases[lease]?.keys.insert(KeyBytes(key)) }
         record.versions.append(KeyVersion(main: rev, sub: writeSub, tombstone: false, createRevision: create,
                                           version: version, lease: lease, value: value))
         noteChange(record)
@@ -135,7 +135,7 @@ final class KVStateMachine {
 
     private func writeDelete(_ record: KeyRecord) {
         guard let last = record.versions.last, !last.tombstone else { return }
-        if last.lease != 0 { leases[last.lease]?.keys.remove(record.key) }
+        if last.lease != 0 { leases[last.lease]?.keys.remove(KeyBytes(record.key)) }
         record.versions.append(KeyVersion(main: writeRevision, sub: writeSub, tombstone: true, createRevision: 0,
                                           version: 0, lease: 0, value: []))
         liveKeyCount -= 1
@@ -235,7 +235,8 @@ final class KVStateMachine {
 
         var kvs: [KeyValue] = []
         var count: Int64 = 0
-        let withValue = !r.keysOnly
+        // Values are needed to sort by value even when the answer is keys only (etcd strips them last).
+        let withValue = !r.keysOnly || r.sortTarget == .value
         index.forEach(from: r.key, to: end) { record in
             if let i = record.live(at: rev) {
                 count += 1
@@ -263,6 +264,9 @@ final class KVStateMachine {
         if r.limit > 0 && kvs.count > Int(r.limit) {
             kvs.removeSubrange(Int(r.limit)...)
             more = true
+        }
+        if r.keysOnly && withValue {
+            for i in kvs.indices { kvs[i].value = [] }
         }
         return RangeResponse(revision: current, kvs: kvs, more: more, count: count)
     }
@@ -358,8 +362,11 @@ final class KVStateMachine {
                 }
                 if p.lease != 0 && leases[p.lease] == nil { throw .leaseNotFound }
             case .range(let q):
-                if q.revision > revision { throw .futureRevision }
-                if q.revision < compactMainRevision { throw .compacted }
+                // etcd's checkRange: revision 0 means "current" and always passes.
+                if q.revision != 0 {
+                    if q.revision > revision { throw .futureRevision }
+                    if q.revision < compactMainRevision { throw .compacted }
+                }
             case .deleteRange:
                 break
             case .txn(let nested):
@@ -389,7 +396,9 @@ final class KVStateMachine {
             case .deleteRange(let d):
                 responses.append(.deleteRange(deleteOp(d)))
             case .txn(let nested):
-                responses.append(.txn(executePath(nested, path, &at)))
+                var inner = executePath(nested, path, &at)
+                inner.revision = 0  // etcd leaves a nested txn's header empty
+                responses.append(.txn(inner))
             }
         }
         return TxnResponse(revision: writeReadRevision, succeeded: ok, responses: responses)
@@ -425,7 +434,10 @@ final class KVStateMachine {
         for op in ok ? t.success : t.failure {
             switch op {
             case .range(let q): responses.append(.range(try range(q, current: currentRevision)))
-            case .txn(let nested): responses.append(.txn(try readOnlyExecute(nested, path, &at)))
+            case .txn(let nested):
+                var inner = try readOnlyExecute(nested, path, &at)
+                inner.revision = 0  // etcd leaves a nested txn's header empty
+                responses.append(.txn(inner))
             case .put, .deleteRange: break
             }
         }
@@ -441,9 +453,37 @@ final class KVStateMachine {
         return .success(CompactionResponse(revision: currentRevision))
     }
 
+    /// Snapshot walks in progress; while any runs, compaction only moves the compacted
+    /// revision and leaves removing old versions for later (`endSnapshot`), so the walk sees
+    /// every version it needs. Reads cannot tell: below the compacted revision they are
+    /// refused, at or above it the removable versions are never the answer.
+    private var snapshotsInProgress = 0
+    private var deferredCompaction: Int64?
+
+    func beginSnapshot() { snapshotsInProgress += 1 }
+
+    func endSnapshot() {
+        snapshotsInProgress -= 1
+        if snapshotsInProgress == 0, let rev = deferredCompaction {
+            deferredCompaction = nil
+            removeCompacted(at: rev)
+        }
+    }
+
+    /// Compacts at `revision` (etcd's store.Compact, applied at once rather than in the background).
+    func compact(at revision: Int64) {
+        compactMainRevision = revision
+        hub.compacted(at: revision)
+        if snapshotsInProgress > 0 {
+            deferredCompaction = revision
+        } else {
+            removeCompacted(at: revision)
+        }
+    }
+
     /// etcd's keyIndex.compact for every key: keep the newest version at or below `revision`
     /// (unless it is a tombstone, which goes with everything before it) and everything after.
-    func compact(at revision: Int64) {
+    private func removeCompacted(at revision: Int64) {
         var freed: Int64 = 0
         index.removeAll { record in
             guard let i = record.versionIndex(atOrBefore: revision) else { return false }
@@ -452,7 +492,7 @@ final class KVStateMachine {
                 for v in record.versions[..<cut] {
                     freed += Int64(record.key.count + v.value.count) + Self.versionOverhead
                 }
-                record.versions.removeSubrange(..<cut)
+                record.versions.removeFirst(cut)
             }
             return record.versions.isEmpty
         }
@@ -464,8 +504,6 @@ final class KVStateMachine {
             if history[mid].main < revision { lo = mid + 1 } else { hi = mid }
         }
         if lo > 0 { history.removeSubrange(..<lo) }
-        compactMainRevision = revision
-        hub.compacted(at: revision)
     }
 
     // MARK: Leases
@@ -483,7 +521,7 @@ final class KVStateMachine {
     /// Deletes every attached key in ONE revision (sorted, as etcd does), then the lease.
     private func applyLeaseRevoke(id: Int64) -> Result<LeaseRevokeResponse, KVError> {
         guard let lease = leases[id] else { return .failure(.leaseNotFound) }
-        let keys = lease.keys.sorted { compareBytes($0, $1) < 0 }
+        let keys = lease.keys.map(\.bytes).sorted { compareBytes($0, $1) < 0 }
         beginWrite()
         for key in keys {
             if let record = index.find(key) { writeDelete(record) }
@@ -531,14 +569,22 @@ final class KVStateMachine {
 
     // MARK: Hash
 
-    /// Deterministic CRC-32C over every stored version up to `revision`, in key order: equal
-    /// states give equal hashes (what HashKV is for), as etcd's hash over its backend does.
+    /// Deterministic CRC-32C over the versions visible up to `revision` (what survives
+    /// compaction, whether or not old versions were physically removed yet), in key order:
+    /// equal states give equal hashes, which is what HashKV is for.
     func hash(upTo revision: Int64) -> UInt32 {
         var crc: UInt32 = 0
         var scratch = [UInt8]()
         scratch.reserveCapacity(64)
         index.forEachRecord { record in
-            for v in record.versions where v.main <= revision {
+            let versions = record.versions
+            var start = 0
+            if compactMainRevision > 0, let i = record.versionIndex(atOrBefore: compactMainRevision) {
+                start = versions[i].tombstone ? i + 1 : i
+            }
+            var j = start
+            while j < versions.count, versions[j].main <= revision {
+                let v = versions[j]
                 scratch.removeAll(keepingCapacity: true)
                 withUnsafeBytes(of: v.main.littleEndian) { scratch.append(contentsOf: $0) }
                 withUnsafeBytes(of: v.sub.littleEndian) { scratch.append(contentsOf: $0) }
@@ -546,6 +592,7 @@ final class KVStateMachine {
                 crc = CRC32C.update(crc, scratch)
                 crc = CRC32C.update(crc, record.key)
                 crc = CRC32C.update(crc, v.value)
+                j += 1
             }
         }
         return crc

@@ -1,4 +1,5 @@
 // The KV engine's public face: validates requests, logs mutations as commands (group commit), applies them, serves reads.
+import Dispatch
 import PierStorage
 
 /// etcd-compatible MVCC store.
@@ -30,12 +31,16 @@ public final class KVStore: @unchecked Sendable {  // `state` guarded by `lock`;
     private let control = Mutex()
     private var closed = false
     private var memoryIndex: UInt64 = 0
-    /// Applied index covered by the snapshot file on disk.
+    /// Applied index covered by the snapshot file on disk, and that file's size.
     private var snapshotIndex: UInt64 = 0
+    private var snapshotBytes: Int64 = 0
     /// Snapshot index whose older WAL segments may go (taken by the writer thread).
     private var pendingTruncation: UInt64?
     /// Serializes snapshot writers (automatic and requested) so they never share the temp file.
     private let snapshotMutex = Mutex()
+    /// Automatic snapshots run here, off the writer thread, so writes keep flowing.
+    private let snapshotQueue = DispatchQueue(label: "pier-kv-snapshot", qos: .utility)
+    private var snapshotRunning = false
 
     /// Opens the store: loads the snapshot, replays the WAL after it (cutting a torn tail),
     /// renews every lease's deadline, then starts the writer thread.
@@ -58,6 +63,7 @@ public final class KVStore: @unchecked Sendable {  // `state` guarded by `lock`;
             }
             let s = state.appliedIndex
             snapshotIndex = s
+            snapshotBytes = FileIO.fileSize(snap)
             wal = try WriteAheadLog(directory: dir + "/wal", firstIndex: s + 1,
                                     options: .init(segmentBytes: options.walSegmentBytes))
             if wal.lastIndex < s {
@@ -92,6 +98,8 @@ public final class KVStore: @unchecked Sendable {  // `state` guarded by `lock`;
     public func close() {
         control.withLock { closed = true }
         committer?.close()
+        // Let a background snapshot finish so the files are quiet once close returns.
+        snapshotQueue.sync {}
     }
 
     static func kvError(_ error: any Error) -> KVError {
@@ -145,7 +153,7 @@ public final class KVStore: @unchecked Sendable {  // `state` guarded by `lock`;
             guard let lease = state.leases[id] else { throw .leaseNotFound }
             let now = options.clock()
             let remaining = lease.expiry > now ? Int64((lease.expiry - now) / 1_000_000_000) : 0
-            let list = keys ? lease.keys.sorted { compareBytes($0, $1) < 0 } : []
+            let list = keys ? lease.keys.map(\.bytes).sorted { compareBytes($0, $1) < 0 } : []
             return LeaseTimeToLiveResponse(revision: state.currentRevision, id: id, ttl: remaining,
                                            grantedTTL: lease.ttl, keys: list)
         }
@@ -300,49 +308,77 @@ public final class KVStore: @unchecked Sendable {  // `state` guarded by `lock`;
         }
     }
 
-    /// Writer thread: the batch is on disk; apply it in order under one exclusive lock, then
-    /// wake watchers and complete callers with no lock held.
+    /// Writer thread: the batch is on disk; apply it in order, a slice at a time under the
+    /// exclusive lock (so readers wait at most one slice, not a whole large batch), waking
+    /// watchers and completing that slice's callers with no lock held.
     private func applyBatch(_ batch: [(index: UInt64, context: WriteContext)]) {
+        let slice = 128
         var results: [Result<CommandResult, KVError>] = []
-        results.reserveCapacity(batch.count)
-        lock.withWriteLock {
-            for entry in batch { results.append(state.apply(entry.context.command, index: entry.index)) }
+        results.reserveCapacity(min(batch.count, slice))
+        var start = 0
+        while start < batch.count {
+            let end = min(start + slice, batch.count)
+            results.removeAll(keepingCapacity: true)
+            lock.withWriteLock {
+                for entry in batch[start..<end] {
+                    results.append(state.apply(entry.context.command, index: entry.index))
+                }
+            }
+            fireNotifications()
+            for (entry, result) in zip(batch[start..<end], results) { entry.context.complete(result) }
+            start = end
         }
-        fireNotifications()
-        for (entry, result) in zip(batch, results) { entry.context.complete(result) }
     }
 
     private func fireNotifications() {
         for notify in hub.takeNotifications() { notify() }
     }
 
-    /// Writer thread, after each batch: snapshot when due, and drop WAL segments a snapshot covers.
+    /// Writer thread, after each batch: start a snapshot when due (in the background), and
+    /// drop WAL segments a finished snapshot covers. Due means `snapshotCount` commands since
+    /// the last one (etcd's rule) and a log at least half the last snapshot's size, so a large
+    /// state is not rewritten over and over for a little new data: snapshot work stays within
+    /// about twice the bytes written, and replay at start-up within about half the state.
     private func afterBatch(_ log: WriteAheadLog) {
         let applied = lock.withReadLock { state.appliedIndex }
-        let due = control.withLock { applied >= snapshotIndex + options.snapshotCount }
-        if due { _ = try? writeSnapshotFile() }
+        let logBytes = log.totalBytes
+        let start = control.withLock { () -> Bool in
+            guard !closed, !snapshotRunning, applied >= snapshotIndex + options.snapshotCount,
+                  logBytes >= snapshotBytes / 2 else { return false }
+            snapshotRunning = true
+            return true
+        }
+        if start {
+            snapshotQueue.async { [weak self] in
+                guard let self else { return }
+                _ = try? self.writeSnapshotFile()
+                self.control.withLock { self.snapshotRunning = false }
+            }
+        }
         if let upTo = control.withLock({ () -> UInt64? in defer { pendingTruncation = nil }; return pendingTruncation }) {
             try? log.removeSegments(before: upTo + 1)
         }
     }
 
-    /// Writes the state to the data directory's snapshot file now (atomically); the WAL
-    /// before it is dropped after the next write batch. Returns the applied index it covers.
+    /// Writes the state to the data directory's snapshot file now (atomically, without
+    /// stopping writers for long; see SnapshotCodec.write). The WAL it covers is dropped after
+    /// the next write batch. Returns the applied index it covers.
     @discardableResult
     public func writeSnapshotFile() throws(KVError) -> UInt64 {
         guard let snapshotPath else { return lock.withReadLock { state.appliedIndex } }
         do {
             return try snapshotMutex.withLock { () throws -> UInt64 in
-                let covered = try lock.withReadLock { () throws -> UInt64 in
-                    try FileIO.atomicReplace(snapshotPath) { sink in
-                        try SnapshotCodec.write(state) { chunk in
-                            try chunk.withUnsafeBytes { try sink($0) }
-                        }
+                var covered: UInt64 = 0
+                var written: Int64 = 0
+                try FileIO.atomicReplace(snapshotPath) { sink in
+                    covered = try SnapshotCodec.write(state, lock: lock) { chunk in
+                        written += Int64(chunk.count)
+                        try chunk.withUnsafeBytes { try sink($0) }
                     }
-                    return state.appliedIndex
                 }
                 control.withLock {
                     snapshotIndex = covered
+                    snapshotBytes = written
                     pendingTruncation = covered
                 }
                 return covered
@@ -354,14 +390,17 @@ public final class KVStore: @unchecked Sendable {  // `state` guarded by `lock`;
 
     // MARK: - Snapshots
 
-    /// A consistent full snapshot of the state (what Maintenance.Snapshot streams).
+    /// A consistent full snapshot of the state (what Maintenance.Snapshot streams). Built
+    /// without stopping writers for long (see SnapshotCodec.write).
     public func snapshot() throws(KVError) -> [UInt8] {
+        try snapshot(keysPerLock: SnapshotCodec.defaultKeysPerLock)
+    }
+
+    func snapshot(keysPerLock: Int) throws(KVError) -> [UInt8] {
         do {
-            return try lock.withReadLock { () throws -> [UInt8] in
-                var out: [UInt8] = []
-                try SnapshotCodec.write(state) { out.append(contentsOf: $0) }
-                return out
-            }
+            var out: [UInt8] = []
+            try SnapshotCodec.write(state, lock: lock, keysPerLock: keysPerLock) { out.append(contentsOf: $0) }
+            return out
         } catch {
             throw Self.kvError(error)
         }

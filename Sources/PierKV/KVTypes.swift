@@ -209,6 +209,7 @@ public indirect enum ResponseOp: Sendable, Equatable {
 }
 
 public struct TxnResponse: Sendable, Equatable {
+    /// 0 for a txn nested in another, whose header etcd leaves empty.
     public var revision: Int64
     public var succeeded: Bool
     /// One response per op of the branch taken, in order.

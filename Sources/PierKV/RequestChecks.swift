@@ -110,6 +110,7 @@ enum RequestChecks {
         }
     }
 
+    /// etcd's costTxn: the larger branch's puts, nested txns included.
     private static func cost(_ t: TxnRequest) -> Int64 {
         func branch(_ ops: [RequestOp]) -> Int64 {
             var total: Int64 = 0
@@ -122,7 +123,6 @@ enum RequestChecks {
             }
             return total
         }
-        // Either branch may run: charge the larger, as etcd does.
         return max(branch(t.success), branch(t.failure))
     }
 }

@@ -14,8 +14,19 @@ enum SnapshotCodec {
         case header = 1, leases = 2, keys = 3, end = 4
     }
 
-    /// Serializes `state`, handing out chunks of framed bytes in order.
-    static func write(_ state: KVStateMachine, to sink: ([UInt8]) throws -> Void) throws {
+    /// Keys serialized per hold of the shared lock.
+    static let defaultKeysPerLock = 2048
+
+    /// Serializes the state as of one applied index, handing out chunks of framed bytes in
+    /// order, without stopping writers for the whole walk: the header (applied index I,
+    /// revision R, leases, alarms) is taken under one shared hold of `lock`, then the keys a
+    /// few thousand at a time, each under its own short hold, keeping only versions <= R.
+    /// Writes applied in between only add versions above R (skipped); a compaction applied
+    /// meanwhile defers removing versions until the walk ends, so the snapshot is exactly the
+    /// state at I (the compaction, logged after I, is replayed from the log).
+    @discardableResult
+    static func write(_ state: KVStateMachine, lock: ReadWriteLock, keysPerLock: Int = defaultKeysPerLock,
+                      to sink: ([UInt8]) throws -> Void) throws -> UInt64 {
         var out = magic
         func emit(_ payload: BinaryWriter) throws {
             RecordFrame.append(payload.bytes, to: &out)
@@ -26,15 +37,25 @@ enum SnapshotCodec {
         }
 
         var header = BinaryWriter()
-        header.writeUInt8(Kind.header.rawValue)
-        header.writeVarUInt(state.appliedIndex)
-        header.writeVarInt(state.currentRevision)
-        header.writeVarInt(state.compactMainRevision)
-        header.writeVarUInt(UInt64(state.alarms.count))
-        for a in state.alarms {
-            header.writeVarUInt(a.memberID)
-            header.writeVarInt(Int64(a.alarm.rawValue))
+        var leaseList: [(Int64, Int64)] = []
+        var appliedIndex: UInt64 = 0
+        // Exclusive only for this instant: registers the walk (see KVStateMachine.beginSnapshot).
+        let revision: Int64 = lock.withWriteLock {
+            state.beginSnapshot()
+            appliedIndex = state.appliedIndex
+            header.writeUInt8(Kind.header.rawValue)
+            header.writeVarUInt(state.appliedIndex)
+            header.writeVarInt(state.currentRevision)
+            header.writeVarInt(state.compactMainRevision)
+            header.writeVarUInt(UInt64(state.alarms.count))
+            for a in state.alarms {
+                header.writeVarUInt(a.memberID)
+                header.writeVarInt(Int64(a.alarm.rawValue))
+            }
+            leaseList = state.leases.values.map { ($0.id, $0.ttl) }
+            return state.currentRevision
         }
+        defer { lock.withWriteLock { state.endSnapshot() } }
         try emit(header)
 
         var batch = BinaryWriter(capacity: batchBytes + 4096)
@@ -46,10 +67,10 @@ enum SnapshotCodec {
         }
 
         startBatch(.leases)
-        let leases = state.leases.values.sorted { $0.id < $1.id }
-        for lease in leases {
-            batch.writeVarInt(lease.id)
-            batch.writeVarInt(lease.ttl)
+        leaseList.sort { $0.0 < $1.0 }
+        for (id, ttl) in leaseList {
+            batch.writeVarInt(id)
+            batch.writeVarInt(ttl)
             inBatch += 1
             if batch.bytes.count >= batchBytes {
                 try emit(batch)
@@ -60,35 +81,61 @@ enum SnapshotCodec {
 
         startBatch(.keys)
         var keyCount: UInt64 = 0
-        try state.index.forEachRecord { record in
-            batch.writeBytes(record.key)
-            batch.writeVarUInt(UInt64(record.versions.count))
-            for v in record.versions {
-                batch.writeVarInt(v.main)
-                batch.writeVarInt(Int64(v.sub))
-                batch.writeBool(v.tombstone)
-                if !v.tombstone {
-                    batch.writeVarInt(v.createRevision)
-                    batch.writeVarInt(v.version)
-                    batch.writeVarInt(v.lease)
-                    batch.writeBytes(v.value)
+        var cursor: [UInt8] = []
+        var done = false
+        while !done {
+            // One short shared hold: serialize the next keys into `batch`, emit outside the lock.
+            var full: [BinaryWriter] = []
+            lock.withReadLock {
+                var visited = 0
+                done = true
+                state.index.forEach(from: cursor, to: .unbounded) { record in
+                    if visited == keysPerLock {
+                        done = false
+                        return false
+                    }
+                    visited += 1
+                    cursor = record.key
+                    let versions = record.versions
+                    var n = 0
+                    while n < versions.count, versions[n].main <= revision { n += 1 }
+                    if n == 0 { return true }
+                    batch.writeBytes(record.key)
+                    batch.writeVarUInt(UInt64(n))
+                    for i in 0..<n {
+                        let v = versions[i]
+                        batch.writeVarInt(v.main)
+                        batch.writeVarInt(Int64(v.sub))
+                        batch.writeBool(v.tombstone)
+                        if !v.tombstone {
+                            batch.writeVarInt(v.createRevision)
+                            batch.writeVarInt(v.version)
+                            batch.writeVarInt(v.lease)
+                            batch.writeBytes(v.value)
+                        }
+                    }
+                    keyCount += 1
+                    inBatch += 1
+                    if batch.bytes.count >= batchBytes {
+                        full.append(batch)
+                        startBatch(.keys)
+                    }
+                    return true
                 }
             }
-            keyCount += 1
-            inBatch += 1
-            if batch.bytes.count >= batchBytes {
-                try emit(batch)
-                startBatch(.keys)
-            }
+            for b in full { try emit(b) }
+            // Resume strictly after the last key visited.
+            cursor.append(0)
         }
         if inBatch > 0 { try emit(batch) }
 
         var end = BinaryWriter()
         end.writeUInt8(Kind.end.rawValue)
-        end.writeVarUInt(UInt64(leases.count))
+        end.writeVarUInt(UInt64(leaseList.count))
         end.writeVarUInt(keyCount)
         RecordFrame.append(end.bytes, to: &out)
         try sink(out)
+        return appliedIndex
     }
 
     /// Loads a snapshot into a fresh state machine (which must be empty).
@@ -174,7 +221,7 @@ enum SnapshotCodec {
                     for v in versions { history.append(HistoryEntry(record: record, main: v.main, sub: v.sub)) }
                     if let last = versions.last, !last.tombstone {
                         state.liveKeyCount += 1
-                        if last.lease != 0 { state.leases[last.lease]?.keys.insert(key) }
+                        if last.lease != 0 { state.leases[last.lease]?.keys.insert(KeyBytes(key)) }
                     }
                     keyCount += 1
                 }

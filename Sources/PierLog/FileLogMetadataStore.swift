@@ -1,6 +1,7 @@
 // A file-backed LogMetadataStore for tests and standalone use: an append-only, CRC-checked change log.
 
 import Foundation
+import PierStorage
 import Synchronization
 
 /// Every put/delete is appended as a CRC-framed entry and fdatasynced before completing;
@@ -61,17 +62,25 @@ public final class FileLogMetadataStore: LogMetadataStore {
     }
 
     private func write(kind: UInt8, key: [UInt8], value: [UInt8]) throws {
+        try write([(kind, key, value)])
+    }
+
+    /// Appends the entries with one write and one sync, then applies them.
+    private func write(_ changes: [(kind: UInt8, key: [UInt8], value: [UInt8])]) throws {
         try state.withLock { st in
-            let e = Self.entry(kind: kind, key: key, value: value)
-            try st.file.write(e, at: st.size)
+            var bytes: [UInt8] = []
+            for c in changes { bytes += Self.entry(kind: c.kind, key: c.key, value: c.value) }
+            try st.file.write(bytes, at: st.size)
             try st.file.sync()
-            st.size += e.count
-            if let old = st.map[key] { st.liveBytes -= 13 + key.count + old.count }
-            if kind == 1 {
-                st.map[key] = value
-                st.liveBytes += 13 + key.count + value.count
-            } else {
-                st.map[key] = nil
+            st.size += bytes.count
+            for (kind, key, value) in changes {
+                if let old = st.map[key] { st.liveBytes -= 13 + key.count + old.count }
+                if kind == 1 {
+                    st.map[key] = value
+                    st.liveBytes += 13 + key.count + value.count
+                } else {
+                    st.map[key] = nil
+                }
             }
         }
         let (size, live) = state.withLock { ($0.size, $0.liveBytes) }
@@ -93,6 +102,15 @@ public final class FileLogMetadataStore: LogMetadataStore {
     public func put(key: [UInt8], value: [UInt8], completion: @escaping @Sendable (Result<Void, LogError>) -> Void) {
         do {
             try write(kind: 1, key: key, value: value)
+            completion(.success(()))
+        } catch {
+            completion(.failure(error as? LogError ?? .storage("\(error)")))
+        }
+    }
+
+    public func putAll(_ entries: [(key: [UInt8], value: [UInt8])], completion: @escaping @Sendable (Result<Void, LogError>) -> Void) {
+        do {
+            try write(entries.map { (1, $0.key, $0.value) })
             completion(.success(()))
         } catch {
             completion(.failure(error as? LogError ?? .storage("\(error)")))

@@ -154,7 +154,7 @@ public final class GroupCoordinator: Sendable {
         let pushes: [(Listener, Assignment)] = groups.withLock { gs in
             guard var g = gs[groupId], g.members.removeValue(forKey: memberId) != nil else { return [] }
             let out = rebalance(&g)
-            gs[groupId] = g
+            gs[groupId] = g.members.isEmpty && g.offsets.isEmpty ? nil : g
             return out
         }
         for (l, a) in pushes { l(.success(a)) }
@@ -173,7 +173,8 @@ public final class GroupCoordinator: Sendable {
                     ended.append((m.listener, .unknownMember(group: id, memberId: m.id)))
                 }
                 out += rebalance(&g)
-                gs[id] = g
+                // A group nobody is in and that never committed leaves no trace.
+                gs[id] = g.members.isEmpty && g.offsets.isEmpty ? nil : g
             }
             return out
         }
@@ -228,11 +229,10 @@ public final class GroupCoordinator: Sendable {
                         throw LogError.unknownMember(group: groupId, memberId: memberId)
                     }
                 } else {
-                    guard let m = g.members[memberId] else { throw LogError.unknownMember(group: groupId, memberId: memberId) }
+                    guard g.members[memberId] != nil else { throw LogError.unknownMember(group: groupId, memberId: memberId) }
                     guard generation == g.generation else {
                         throw LogError.illegalGeneration(group: groupId, memberId: memberId, generation: generation, current: g.generation)
                     }
-                    _ = m
                 }
                 for o in offsets {
                     guard o.offset >= 0 else { throw LogError.invalidArgument("offset \(o.offset) for \(o.topic)/\(o.partition) is negative") }
@@ -248,15 +248,13 @@ public final class GroupCoordinator: Sendable {
             completion(.success(()))
             return
         }
-        let collector = ResultCollector<Result<Void, LogError>>(count: offsets.count) { results in
-            completion(results.first(where: { if case .failure = $0 { return true } else { return false } }) ?? .success(()))
-        }
-        for (i, o) in offsets.enumerated() {
+        let entries = offsets.map { o -> (key: [UInt8], value: [UInt8]) in
             var value = [UInt8]()
             withUnsafeBytes(of: o.offset.littleEndian) { value.append(contentsOf: $0) }
             value += Array(o.metadata.utf8)
-            metadata.put(key: LogMetadataKeys.groupOffset(groupId, o.topic, o.partition), value: value) { collector.set(i, $0) }
+            return (LogMetadataKeys.groupOffset(groupId, o.topic, o.partition), value)
         }
+        metadata.putAll(entries, completion: completion)
     }
 
     public func commitOffsets(groupId: String, memberId: String, generation: Int64, offsets: [CommittedOffset]) async throws {

@@ -15,13 +15,14 @@ enum LogCleaner {
     static func clean(_ log: PartitionLog, nowMs: Int64) throws -> Stats {
         let config = log.config
         var stats = Stats()
-        guard config.cleanupCompact else { return stats }
+        guard log.needsCleaning(nowMs: nowMs) else { return stats }
         let segments = log.segmentsSnapshot
         guard segments.count > 1 else { return stats }
+        defer { log.didClean(nowMs: nowMs) }
 
         var latest: [[UInt8]: Int64] = [:]
         for seg in segments {
-            try BatchScanner.scan(seg.file, from: 0, to: seg.snapshot.durableSize, verifyCRC: false) { h, _, frame in
+            try BatchScanner.scan(seg.file, from: 0, to: seg.summary.durableSize, verifyCRC: false) { h, _, frame in
                 try RecordBatchReader.forEachRecord(batch: h, frame: frame, at: 0) { r in
                     if !r.key.isEmpty { latest[Array(r.key)] = r.offset }
                 }
@@ -35,7 +36,7 @@ enum LogCleaner {
             let out = try LogFile(path: cleanedPath, create: true, truncate: true)
             var outSize = 0
             var removed = 0
-            try BatchScanner.scan(seg.file, from: 0, to: seg.snapshot.durableSize, verifyCRC: false) { h, _, frame in
+            try BatchScanner.scan(seg.file, from: 0, to: seg.summary.durableSize, verifyCRC: false) { h, _, frame in
                 var builder = RecordBatchBuilder(appendTimeMs: h.maxTimestampMs, capacity: frame.count)
                 var total = 0
                 try RecordBatchReader.forEachRecord(batch: h, frame: frame, at: 0) { r in

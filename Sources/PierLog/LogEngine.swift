@@ -132,6 +132,8 @@ public final class LogEngine: Sendable {
         startTimers()
     }
 
+    deinit { shutdown() }
+
     /// Stops timers and the writer after it finishes what is queued.
     public func shutdown() {
         for t in timers.withLock({ t in defer { t = [] }; return t }) { t.source.cancel() }

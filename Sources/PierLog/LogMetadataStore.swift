@@ -7,6 +7,8 @@ import Foundation
 /// write's completion means the change is on disk.
 public protocol LogMetadataStore: Sendable {
     func put(key: [UInt8], value: [UInt8], completion: @escaping @Sendable (Result<Void, LogError>) -> Void)
+    /// Several puts made durable together (one commit of many offsets). A default runs them one by one.
+    func putAll(_ entries: [(key: [UInt8], value: [UInt8])], completion: @escaping @Sendable (Result<Void, LogError>) -> Void)
     func get(key: [UInt8], completion: @escaping @Sendable (Result<[UInt8]?, LogError>) -> Void)
     func delete(key: [UInt8], completion: @escaping @Sendable (Result<Void, LogError>) -> Void)
     /// Every key starting with `prefix`, in key order.
@@ -62,6 +64,17 @@ public enum LogMetadataKeys {
 }
 
 extension LogMetadataStore {
+    public func putAll(_ entries: [(key: [UInt8], value: [UInt8])], completion: @escaping @Sendable (Result<Void, LogError>) -> Void) {
+        guard !entries.isEmpty else {
+            completion(.success(()))
+            return
+        }
+        let collector = ResultCollector<Result<Void, LogError>>(count: entries.count) { results in
+            completion(results.first(where: { if case .failure = $0 { return true } else { return false } }) ?? .success(()))
+        }
+        for (i, e) in entries.enumerated() { put(key: e.key, value: e.value) { collector.set(i, $0) } }
+    }
+
     // Blocking forms for start-up and admin paths (never on the writer thread or an event loop).
     func putSync(_ key: [UInt8], _ value: [UInt8]) throws {
         try blocking { done in put(key: key, value: value, completion: done) }

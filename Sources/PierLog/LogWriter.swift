@@ -27,7 +27,8 @@ final class LogWriter: @unchecked Sendable {
     init(maxQueuedBytes: Int, clock: @escaping @Sendable () -> Int64) {
         self.maxQueuedBytes = maxQueuedBytes
         self.clock = clock
-        let t = Thread { [unowned self] in self.run() }
+        // The thread keeps the writer alive until shutdown lets it finish.
+        let t = Thread { self.run() }
         t.name = "pier-log-writer"
         thread = t
         t.start()
@@ -87,8 +88,11 @@ final class LogWriter: @unchecked Sendable {
         let wasRunning = running
         running = false
         condition.signal()
+        let onWriter = Thread.current === thread
         condition.unlock()
-        if wasRunning { finished.wait() }
+        // From the writer thread itself (a completion dropping the last engine reference) the
+        // loop ends on its own once this job returns; waiting would deadlock.
+        if wasRunning && !onWriter { finished.wait() }
     }
 
     private func run() {

@@ -1,5 +1,7 @@
 // Sparse map from offsets to file positions in one segment, so a read seeks instead of scanning.
 
+import PierStorage
+
 /// Entries are added every `index.interval.bytes` of appended data; a lookup returns the
 /// position of the last indexed batch at or before the target, and the reader scans forward.
 struct OffsetIndex: Sendable {

@@ -30,6 +30,9 @@ final class PartitionLog: Sendable {
         var dirty: [Segment] = []
         var sealed: [Segment] = []
         var directoryDirty = false
+        /// Compaction bookkeeping: the active segment's base at the last clean, and when it ran.
+        var cleanedBelow: Int64 = -1
+        var lastCleanMs = Int64.min
     }
 
     private let state: Mutex<State>
@@ -148,9 +151,9 @@ final class PartitionLog: Sendable {
                 }
             }
             var active = state.withLock { $0.segments.last! }
-            let snap = active.snapshot
+            let snap = active.summary
             let tooBig = snap.size > 0 && Int64(snap.size + batch.frameSize) > config.segmentBytes
-            let tooOld = snap.firstBatchTimestamp.map { nowMs - $0 > config.segmentMs } ?? false
+            let tooOld = snap.firstAppendMs.map { nowMs - $0 > config.segmentMs } ?? false
             if tooBig || tooOld {
                 active = try roll(&ws, at: end)
             }
@@ -163,7 +166,7 @@ final class PartitionLog: Sendable {
             do {
                 try batch.storage.withUnsafeBytes { b in
                     try active.append(frame: UnsafeRawBufferPointer(rebasing: b[batch.frameStart...]), header: header,
-                                      indexIntervalBytes: Int(config.indexIntervalBytes))
+                                      indexIntervalBytes: Int(config.indexIntervalBytes), nowMs: nowMs)
                 }
             } catch {
                 let e = error as? LogError ?? .storage("\(error)")
@@ -185,6 +188,11 @@ final class PartitionLog: Sendable {
         ws.sealed.append(old)
         // The producer snapshot lets recovery skip replaying every older segment.
         try LogFS.writeAtomically(ws.producers.encoded(), to: Segment.path(directory, offset, "snapshot"), directory: directory)
+        // Only the newest snapshots are ever used; older ones would pile up one per segment.
+        let snapshots = ((try? LogFS.list(directory)) ?? []).compactMap { n -> Int64? in
+            n.hasSuffix(".snapshot") ? Int64(n.dropLast(9)) : nil
+        }.sorted()
+        for old in snapshots.dropLast(2) { LogFS.remove(Segment.path(directory, old, "snapshot")) }
         let seg = try Segment.create(directory: directory, baseOffset: offset)
         ws.directoryDirty = true
         state.withLock { $0.segments.append(seg) }
@@ -268,13 +276,31 @@ final class PartitionLog: Sendable {
         }
         if offset < hw {
             for seg in segments {
-                if let r = try seg.read(from: offset, maxBytes: maxBytes) {
-                    return FetchResult(records: r.bytes, highWatermark: max(hw, r.nextOffset), logStartOffset: start,
-                                       nextOffset: r.nextOffset)
+                if var r = try seg.read(from: offset, maxBytes: maxBytes) {
+                    if r.nextOffset > hw {
+                        // Synced but not yet published (the writer is between its fsync and the
+                        // acks): cut back to the high watermark read above, so readers never run
+                        // ahead of what producers have been told.
+                        r = Self.trim(r.bytes, to: hw, from: offset)
+                    }
+                    return FetchResult(records: r.bytes, highWatermark: hw, logStartOffset: start, nextOffset: r.nextOffset)
                 }
             }
         }
         return FetchResult(records: [], highWatermark: hw, logStartOffset: start, nextOffset: offset)
+    }
+
+    private static func trim(_ bytes: ArraySlice<UInt8>, to hw: Int64, from offset: Int64) -> (bytes: ArraySlice<UInt8>, nextOffset: Int64) {
+        var keep = 0
+        var next = offset
+        bytes.withUnsafeBytes { b in
+            for h in RecordBatchReader.headers(in: b) {
+                guard h.nextOffset <= hw else { break }
+                keep += h.frameSize
+                next = h.nextOffset
+            }
+        }
+        return (bytes.prefix(keep), next)
     }
 
     /// Parks `waiter` until the high watermark passes its offset; fires at once if it already has.
@@ -314,7 +340,7 @@ final class PartitionLog: Sendable {
             var total = Int64(st.segments.reduce(0) { $0 + $1.size })
             var n = 0
             for seg in st.segments.dropLast() {
-                let s = seg.snapshot
+                let s = seg.summary
                 let expired = st.config.retentionMs >= 0 && (s.maxTimestamp == Int64.min || s.maxTimestamp < nowMs - st.config.retentionMs)
                 let oversize = st.config.retentionBytes >= 0 && total - Int64(s.size) >= st.config.retentionBytes
                 guard expired || oversize else { break }
@@ -332,6 +358,24 @@ final class PartitionLog: Sendable {
             LogFS.remove(Segment.path(directory, seg.baseOffset, "snapshot"))
         }
         return removed.count
+    }
+
+    /// Whether compaction has work: segments sealed since the last clean, or tombstones that
+    /// may have aged past delete.retention.ms since then.
+    func needsCleaning(nowMs: Int64) -> Bool {
+        let (activeBase, config) = state.withLock { ($0.segments.last!.baseOffset, $0.config) }
+        guard config.cleanupCompact else { return false }
+        return writer.withLock { ws in
+            activeBase > ws.cleanedBelow || ws.lastCleanMs == Int64.min || nowMs - ws.lastCleanMs >= config.deleteRetentionMs
+        }
+    }
+
+    func didClean(nowMs: Int64) {
+        let activeBase = state.withLock { $0.segments.last!.baseOffset }
+        writer.withLock { ws in
+            ws.cleanedBelow = activeBase
+            ws.lastCleanMs = nowMs
+        }
     }
 
     /// Swaps a segment for its cleaned copy (writer thread).

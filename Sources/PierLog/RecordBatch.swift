@@ -4,6 +4,8 @@
 // exactly the encoding of `repeated RecordBatch batches = 1` in the Fetch and Subscribe replies
 // (see Proto/pier/log/v1/log.proto), so stored bytes go to clients without re-encoding.
 
+import PierStorage
+
 /// Byte offsets of the header fields within a batch message (after the frame prefix).
 enum BatchLayout {
     static let frameTag: UInt8 = 0x0A
@@ -177,6 +179,48 @@ public struct RecordBatchBuilder: Sendable {
         if ts != 0 { size += 1 + WireBytes.varintSize(UInt64(bitPattern: ts)) }
         if delta != 0 { size += 1 + WireBytes.varintSize(delta) }
         if value == nil { size += 2 }
+        if key.count == 0 { keyless = true }
+        if count == 0 { firstTimestamp = ts }
+        if ts > maxTimestamp { maxTimestamp = ts }
+        count += 1
+        nextDelta += 1
+
+        if headers.isEmpty {
+            // The common case, written through one pointer: growing the array once and storing
+            // into it is several times faster than appending field by field.
+            let start = buffer.count
+            buffer.append(contentsOf: repeatElement(0, count: 1 + WireBytes.varintSize(UInt64(size)) + size))
+            buffer.withUnsafeMutableBytes { b in
+                var p = b.baseAddress! + start
+                func put(_ byte: UInt8) {
+                    p.storeBytes(of: byte, as: UInt8.self)
+                    p += 1
+                }
+                func bytesField(_ tag: UInt8, _ data: UnsafeRawBufferPointer) {
+                    put(tag)
+                    p += WireBytes.writeVarint(UInt64(data.count), to: p)
+                    p.copyMemory(from: data.baseAddress!, byteCount: data.count)
+                    p += data.count
+                }
+                put(BatchLayout.recordTag)
+                p += WireBytes.writeVarint(UInt64(size), to: p)
+                if key.count > 0 { bytesField(0x0A, key) }
+                if let value, value.count > 0 { bytesField(0x12, value) }
+                if ts != 0 {
+                    put(0x20)
+                    p += WireBytes.writeVarint(UInt64(bitPattern: ts), to: p)
+                }
+                if delta != 0 {
+                    put(0x28)
+                    p += WireBytes.writeVarint(delta, to: p)
+                }
+                if value == nil {
+                    put(0x30)
+                    put(1)
+                }
+            }
+            return
+        }
 
         buffer.append(BatchLayout.recordTag)
         WireBytes.appendVarint(UInt64(size), to: &buffer)
@@ -184,8 +228,6 @@ public struct RecordBatchBuilder: Sendable {
             buffer.append(0x0A)
             WireBytes.appendVarint(UInt64(key.count), to: &buffer)
             buffer.append(contentsOf: key)
-        } else {
-            keyless = true
         }
         if let value, value.count > 0 {
             buffer.append(0x12)
@@ -218,10 +260,6 @@ public struct RecordBatchBuilder: Sendable {
             buffer.append(0x30)
             buffer.append(1)
         }
-        if count == 0 { firstTimestamp = ts }
-        if ts > maxTimestamp { maxTimestamp = ts }
-        count += 1
-        nextDelta += 1
     }
 
     public mutating func append(_ record: Record) {

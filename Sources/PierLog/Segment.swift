@@ -14,8 +14,11 @@ final class Segment: Sendable {
         var nextOffset: Int64
         /// Largest record timestamp in the segment (Int64.min when empty).
         var maxTimestamp = Int64.min
-        /// Max timestamp of the first batch: the segment's age for segment.ms, as Kafka does.
+        /// Max timestamp of the first batch.
         var firstBatchTimestamp: Int64?
+        /// Wall-clock time of the first append since the segment was opened: its age for
+        /// segment.ms. Not the records' own timestamps, which a producer may set far in the past.
+        var firstAppendMs: Int64?
         var offsetIndex = OffsetIndex()
         var timeIndex = TimeIndex()
         var bytesSinceIndex = 0
@@ -97,12 +100,13 @@ final class Segment: Sendable {
     // MARK: writer side (only the log writer thread calls these)
 
     /// Writes one frame at the end of the file and indexes it. Not durable until `sync`.
-    func append(frame: UnsafeRawBufferPointer, header: BatchHeader, indexIntervalBytes: Int) throws {
+    func append(frame: UnsafeRawBufferPointer, header: BatchHeader, indexIntervalBytes: Int, nowMs: Int64) throws {
         let position = state.withLock { $0.size }
         try file.write(frame, at: position)
         state.withLock { st in
             Segment.indexBatch(&st, header: header, position: position, interval: indexIntervalBytes)
             st.size = position + frame.count
+            if st.firstAppendMs == nil { st.firstAppendMs = nowMs }
         }
     }
 
@@ -163,7 +167,20 @@ final class Segment: Sendable {
 
     // MARK: reader side
 
-    var snapshot: State { state.withLock { $0 } }
+    /// The scalar parts of the state. (Copying the whole state would share the index arrays
+    /// and make the writer's next index append copy them.)
+    struct Summary {
+        var size: Int
+        var durableSize: Int
+        var nextOffset: Int64
+        var maxTimestamp: Int64
+        var firstAppendMs: Int64?
+    }
+
+    var summary: Summary {
+        state.withLock { Summary(size: $0.size, durableSize: $0.durableSize, nextOffset: $0.nextOffset,
+                                 maxTimestamp: $0.maxTimestamp, firstAppendMs: $0.firstAppendMs) }
+    }
     var size: Int { state.withLock { $0.size } }
     var nextOffset: Int64 { state.withLock { $0.nextOffset } }
 

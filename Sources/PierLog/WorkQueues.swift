@@ -78,7 +78,13 @@ public final class WorkQueues: Sendable {
         weak var engine: LogEngine?
     }
 
-    private let queues = Mutex<[String: Queue]>([:])
+    /// One lock per queue, so receivers of different queues never wait on each other.
+    final class QueueBox: Sendable {
+        let state: Mutex<Queue>
+        init(_ q: Queue) { state = Mutex(q) }
+    }
+
+    private let queues = Mutex<[String: QueueBox]>([:])
     private let engineRef = Mutex(EngineRef())
     private let metadata: any LogMetadataStore
     private let clock: @Sendable () -> Int64
@@ -106,7 +112,7 @@ public final class WorkQueues: Sendable {
     private func ensureQueue(topic: String, queue: String) throws {
         guard !queue.isEmpty else { throw LogError.invalidArgument("queue name is empty") }
         let k = Self.key(topic, queue)
-        if queues.withLock({ $0[k] != nil }) { return }
+        if box(k) != nil { return }
         let engine = try self.engine
         let n = try engine.partitionCount(topic)
         var floors: [Int32: Int64] = [:]
@@ -121,9 +127,11 @@ public final class WorkQueues: Sendable {
             parts.append(PartitionState(floor: f, next: f, persistedFloor: floors[p] ?? -1))
         }
         queues.withLock { qs in
-            if qs[k] == nil { qs[k] = Queue(topic: topic, name: queue, partitions: parts) }
+            if qs[k] == nil { qs[k] = QueueBox(Queue(topic: topic, name: queue, partitions: parts)) }
         }
     }
+
+    private func box(_ key: String) -> QueueBox? { queues.withLock { $0[key] } }
 
     // MARK: receive
 
@@ -170,11 +178,11 @@ public final class WorkQueues: Sendable {
             }
         }
         let k = Self.key(topic, queue)
-        let nexts = queues.withLock { qs -> [Int64] in
-            qs[k]?.receivers.removeAll { $0.isDone }
-            qs[k]?.receivers.append(gate)
-            return qs[k]?.partitions.map { $0.next } ?? []
-        }
+        let nexts = box(k)?.state.withLock { q -> [Int64] in
+            q.receivers.removeAll { $0.isDone }
+            q.receivers.append(gate)
+            return q.partitions.map { $0.next }
+        } ?? []
         if let engine = try? self.engine {
             for (p, next) in nexts.enumerated() {
                 if let log = try? engine.partition(topic, Int32(p)) {
@@ -191,9 +199,8 @@ public final class WorkQueues: Sendable {
         let engine = try self.engine
         let k = Self.key(topic, queue)
         let now = clock()
-        return try queues.withLock { qs in
-            guard var q = qs[k] else { return [] }
-            defer { qs[k] = q }
+        guard let box = box(k) else { return [] }
+        return try box.state.withLock { q in
             var out: [LeasedRecord] = []
             let n = q.partitions.count
             func lease(_ p: Int, _ offset: Int64) {
@@ -265,9 +272,7 @@ public final class WorkQueues: Sendable {
         let k = Self.key(topic, queue)
         var stale: [LeaseRef] = []
         var acked = 0
-        let floors: [(Int32, Int64)] = queues.withLock { qs in
-            guard var q = qs[k] else { return [] }
-            defer { qs[k] = q }
+        let floors: [(Int32, Int64)] = box(k)?.state.withLock { q in
             var touched = Set<Int>()
             for ref in leases {
                 let p = Int(ref.partition)
@@ -281,7 +286,7 @@ public final class WorkQueues: Sendable {
                 acked += 1
             }
             return touched.compactMap { p in Self.advanceFloor(&q.partitions[p]).map { (Int32(p), $0) } }
-        }
+        } ?? []
         persist(topic: topic, queue: queue, floors)
         return (acked, stale)
     }
@@ -298,9 +303,7 @@ public final class WorkQueues: Sendable {
         var stale: [LeaseRef] = []
         var nacked = 0
         var dead: [DeadLetter] = []
-        let wake: [LogWaiter] = queues.withLock { qs in
-            guard var q = qs[k] else { return [] }
-            defer { qs[k] = q }
+        let wake: [LogWaiter] = box(k)?.state.withLock { q in
             for ref in leases {
                 let p = Int(ref.partition)
                 guard p >= 0, p < q.partitions.count, var pend = q.partitions[p].pending[ref.offset],
@@ -320,7 +323,7 @@ public final class WorkQueues: Sendable {
             }
             defer { q.receivers = [] }
             return q.receivers
-        }
+        } ?? []
         for w in wake { w.fire() }
         deadLetter(dead)
         return (nacked, stale)
@@ -331,16 +334,16 @@ public final class WorkQueues: Sendable {
         guard let engine = try? self.engine else { return }
         var dead: [DeadLetter] = []
         var wake: [LogWaiter] = []
-        let snapshot = queues.withLock { $0.map { ($0.key, $0.value.topic) } }
+        let boxes = queues.withLock { $0 }
         var limits: [String: (Int32, String)] = [:]
-        for (_, topic) in snapshot where limits[topic] == nil {
+        for topic in boxes.values.map({ $0.state.withLock { $0.topic } }) where limits[topic] == nil {
             if let c = try? engine.topic(topic).config {
                 limits[topic] = (Int32(clamping: c.queueMaxAttempts), c.deadLetterTopic(for: topic))
             }
         }
-        queues.withLock { qs in
-            for (k, var q) in qs {
-                guard let (maxAttempts, dlq) = limits[q.topic] else { continue }
+        for (k, box) in boxes {
+            box.state.withLock { q in
+                guard let (maxAttempts, dlq) = limits[q.topic] else { return }
                 var readied = false
                 for p in q.partitions.indices {
                     for (o, var pend) in q.partitions[p].pending {
@@ -360,7 +363,6 @@ public final class WorkQueues: Sendable {
                     wake += q.receivers
                     q.receivers = []
                 }
-                qs[k] = q
             }
         }
         for w in wake { w.fire() }
@@ -398,9 +400,8 @@ public final class WorkQueues: Sendable {
 
     private func finishDeadLetter(_ d: DeadLetter, ok: Bool) {
         let now = clock()
-        let floors: [(Int32, Int64)] = queues.withLock { qs in
-            guard var q = qs[d.key], Int(d.partition) < q.partitions.count else { return [] }
-            defer { qs[d.key] = q }
+        let floors: [(Int32, Int64)] = box(d.key)?.state.withLock { q in
+            guard Int(d.partition) < q.partitions.count else { return [] }
             let p = Int(d.partition)
             if ok {
                 q.partitions[p].pending[d.offset] = nil
@@ -409,7 +410,7 @@ public final class WorkQueues: Sendable {
             // The dead-letter append failed: try again on a later expiry.
             q.partitions[p].pending[d.offset]?.state = .leased(id: 0, expiresMs: now + 1000)
             return []
-        }
+        } ?? []
         persist(topic: d.topic, queue: d.queue, floors)
     }
 
@@ -433,6 +434,6 @@ public final class WorkQueues: Sendable {
 
     /// Records a queue has delivered but not finished, per state (for tests and operators).
     public func pendingCount(topic: String, queue: String) -> Int {
-        queues.withLock { $0[Self.key(topic, queue)]?.partitions.reduce(0) { $0 + $1.pending.count } ?? 0 }
+        box(Self.key(topic, queue))?.state.withLock { $0.partitions.reduce(0) { $0 + $1.pending.count } } ?? 0
     }
 }

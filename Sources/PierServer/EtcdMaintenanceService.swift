@@ -86,33 +86,33 @@ public struct EtcdMaintenanceService: GRPCService {
             "Defragment": .unary { _, _, responder in
                 responder.succeed([])
             },
+            // etcd's stream: the database in chunks, then a SHA-256 of everything sent as the
+            // last message; etcdctl checks that (size mod 512) is the digest's 32 bytes, as for
+            // a bolt file of 512-byte pages. The engine's snapshot is zero-padded to a multiple
+            // of 512 to match; its format ends with its own end record, so a reader stops
+            // before the padding (strip the last 32 bytes, then read the snapshot as usual).
             "Snapshot": .streaming { _, requests, writer in
                 _ = try await requests.single()
                 let revision = store.currentRevision
-                let snapshot: [UInt8]
+                var payload: [UInt8]
                 do {
-                    snapshot = try store.snapshot()
+                    payload = try store.snapshot()
                 } catch {
                     throw etcdStatus(error)
                 }
+                let padding = (512 - payload.count % 512) % 512
+                payload.append(contentsOf: repeatElement(0, count: padding))
+                var digest = SHA256()
                 var offset = 0
                 repeat {
-                    let end = min(snapshot.count, offset + Self.snapshotChunkBytes)
-                    let chunk = Array(snapshot[offset..<end])
-                    let message = WireArena.with { arena in
-                        var m = Etcdserverpb__SnapshotResponse()
-                        etcdserverpb__snapshot_response__init(&m)
-                        if offset == 0 {
-                            m.header = EtcdEncoder(arena: arena, identity: identity).header(revision: revision)
-                        }
-                        m.remaining_bytes = UInt64(snapshot.count - end)
-                        m.blob = arena.bytes(chunk)
-                        return WireMessage.encode(&m, size: etcdserverpb__snapshot_response__get_packed_size,
-                                                  pack: etcdserverpb__snapshot_response__pack)
-                    }
-                    try await writer.send(message)
+                    let end = min(payload.count, offset + Self.snapshotChunkBytes)
+                    let chunk = payload[offset..<end]
+                    digest.update(chunk)
+                    try await writer.send(Self.encodeSnapshotChunk(Array(chunk), remaining: payload.count - end,
+                                                                   header: offset == 0 ? revision : nil, identity))
                     offset = end
-                } while offset < snapshot.count
+                } while offset < payload.count
+                try await writer.send(Self.encodeSnapshotChunk(digest.finalize(), remaining: 0, header: nil, identity))
             },
             "MoveLeader": .unary { _, bytes, responder in
                 do {
@@ -131,6 +131,21 @@ public struct EtcdMaintenanceService: GRPCService {
                 responder.fail(EtcdError.unsupported("cluster downgrade"))
             },
         ]
+    }
+
+    static func encodeSnapshotChunk(_ blob: [UInt8], remaining: Int, header revision: Int64?,
+                                    _ identity: EtcdIdentity) -> [UInt8] {
+        WireArena.with { arena in
+            var m = Etcdserverpb__SnapshotResponse()
+            etcdserverpb__snapshot_response__init(&m)
+            if let revision {
+                m.header = EtcdEncoder(arena: arena, identity: identity).header(revision: revision)
+            }
+            m.remaining_bytes = UInt64(remaining)
+            m.blob = arena.bytes(blob)
+            return WireMessage.encode(&m, size: etcdserverpb__snapshot_response__get_packed_size,
+                                      pack: etcdserverpb__snapshot_response__pack)
+        }
     }
 
     static func encodeStatus(_ status: KVStatus, _ identity: EtcdIdentity) -> [UInt8] {

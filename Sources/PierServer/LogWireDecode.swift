@@ -103,11 +103,20 @@ enum LogDecode {
         }
     }
 
-    /// Empty messages still have to be valid protobuf.
-    static func empty<Message>(_ bytes: [UInt8], as name: String,
-                               unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Message>?,
-                               free: (UnsafeMutablePointer<Message>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void) throws {
-        try WireMessage.decode(bytes, as: name, unpack: unpack, free: free) { _ in }
+    // Requests without fields still have to be valid protobuf.
+    static func emptyListTopicsRequest(_ bytes: [UInt8]) throws {
+        try WireMessage.decode(bytes, as: "pier.log.v1.ListTopicsRequest", unpack: pier__log__v1__list_topics_request__unpack,
+                               free: pier__log__v1__list_topics_request__free_unpacked) { _ in }
+    }
+
+    static func emptyInitProducerRequest(_ bytes: [UInt8]) throws {
+        try WireMessage.decode(bytes, as: "pier.log.v1.InitProducerRequest", unpack: pier__log__v1__init_producer_request__unpack,
+                               free: pier__log__v1__init_producer_request__free_unpacked) { _ in }
+    }
+
+    static func emptyListGroupsRequest(_ bytes: [UInt8]) throws {
+        try WireMessage.decode(bytes, as: "pier.log.v1.ListGroupsRequest", unpack: pier__log__v1__list_groups_request__unpack,
+                               free: pier__log__v1__list_groups_request__free_unpacked) { _ in }
     }
 
     // MARK: reads

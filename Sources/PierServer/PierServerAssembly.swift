@@ -43,6 +43,8 @@ public final class PierServerAssembly: Sendable {
     public let etcd: EtcdContext
     public let services: [any GRPCService]
     private let leaseExpiry: LeaseExpiryLoop
+    /// The log (topics, partitions, groups, queues), kept under `<data dir>/log`.
+    public let log: LogService
     private let logger: Logger
 
     public init(options: PierServerOptions, logger: Logger) throws {
@@ -73,7 +75,8 @@ public final class PierServerAssembly: Sendable {
             EtcdMaintenanceService(context: etcd),
             EtcdAuthService(context: etcd),
         ]
-        self.services = [HealthService(health: health)] + etcdServices
+        self.log = try LogService.open(directory: options.dataDirectory + "/log", logger: logger)
+        self.services = [HealthService(health: health)] + etcdServices + [log]
         health.set("", .notServing)
         for service in etcdServices { health.set(service.serviceName, .notServing) }
     }
@@ -107,5 +110,6 @@ public final class PierServerAssembly: Sendable {
         health.set("", .notServing)
         leaseExpiry.stop()
         etcd.store.close()
+        log.shutdown()
     }
 }

@@ -6,8 +6,13 @@
 // After an I/O error the committer is fail-stop: that batch and everything later fail with the
 // error/`closed`, because the file's state is unknown (the usual answer to a failed fsync).
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
-public final class GroupCommitter<Context: Sendable>: @unchecked Sendable {  // `pending`, `closing`, `failure`, `running` `batches` guarded by `lock`; `log` used only by the writer thread once started
+public final class GroupCommitter<Context: Sendable>: @unchecked Sendable {  // `pending`, `closing`, `failure`, `running`, `writer`, `batches` guarded by `lock`; `log` used only by the writer thread once started
     public typealias Committed = @Sendable (_ batch: [(index: UInt64, context: Context)]) -> Void
     public typealias Failed = @Sendable (_ contexts: [Context], _ error: StorageError) -> Void
     public typealias AfterBatch = @Sendable (_ log: WriteAheadLog) -> Void
@@ -22,6 +27,7 @@ public final class GroupCommitter<Context: Sendable>: @unchecked Sendable {  // 
     private var closing = false
     private var running = true
     private var failure: StorageError?
+    private var writer: pthread_t?
     private let log: WriteAheadLog
     private let maxPending: Int
     private let committed: Committed
@@ -62,16 +68,23 @@ public final class GroupCommitter<Context: Sendable>: @unchecked Sendable {  // 
         if pending.count == 1 { lock.broadcast() }
     }
 
-    /// Completes what is queued, stops the writer thread and waits for it.
+    /// Completes what is queued, stops the writer thread and waits for it. Called from the
+    /// writer thread itself (e.g. a completion dropped the last reference to the owner), it
+    /// only asks the thread to stop, since waiting there would wait forever.
     public func close() {
         lock.lock()
         closing = true
         lock.broadcast()
+        if let writer, pthread_equal(writer, pthread_self()) != 0 {
+            lock.unlock()
+            return
+        }
         while running { lock.wait() }
         lock.unlock()
     }
 
     private func run() {
+        lock.withLock { writer = pthread_self() }
         var batch: [Pending] = []
         while true {
             lock.lock()

@@ -37,6 +37,21 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Member name reported by the etcd Cluster API (etcd's flag).")
     var name: String = "default"
 
+    @Option(help: "TLS certificate (PEM) for the client port; enables TLS (etcd's flag).")
+    var certFile: String?
+
+    @Option(help: "TLS private key (PEM) for --cert-file (etcd's flag).")
+    var keyFile: String?
+
+    @Option(help: "CA certificates (PEM) that client certificates must chain to (etcd's flag).")
+    var trustedCaFile: String?
+
+    @Flag(help: "Require a client certificate signed by --trusted-ca-file: mutual TLS (etcd's flag).")
+    var clientCertAuth = false
+
+    @Option(help: "Seconds between checks of the TLS files for changes (0: reload on SIGHUP only).")
+    var tlsReloadInterval: Double = 5
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("unknown log level \"\(logLevel)\"")
@@ -68,17 +83,45 @@ struct Serve: AsyncParsableCommand {
         options.memberName = name
         let assembly = try PierServerAssembly(options: options, logger: logger)
         assembly.configure(&configuration)
-        let server = GRPCServer(configuration: configuration, services: assembly.services, logger: logger)
+        let tls = try makeTLS(host: host, logger: logger)
+        let server = GRPCServer(configuration: configuration, services: assembly.services, logger: logger, tls: tls)
         let bound = try await server.start()
+        let reloader = tls.map { TLSReloader(provider: $0, interval: tlsReloadInterval) }
         assembly.started(host: host, port: bound)
         // Tests and scripts read this line to learn the port.
         FileHandle.standardOutput.write(Data("listening on \(host):\(bound)\n".utf8))
 
         let signal = await ShutdownSignal.wait()
         logger.info("\(signal) received: shutting down gracefully")
+        reloader?.stop()
         assembly.health.set("", .notServing)
         await server.shutdown()
         assembly.shutdown()
         logger.info("stopped")
+    }
+
+    /// The TLS context from the etcd-named flags, or nil for cleartext h2c (warned about off loopback).
+    private func makeTLS(host: String, logger: Logger) throws -> TLSContextProvider? {
+        guard let certFile else {
+            if keyFile != nil || trustedCaFile != nil || clientCertAuth {
+                throw ValidationError("--key-file, --trusted-ca-file and --client-cert-auth need --cert-file")
+            }
+            let loopback = host == "localhost" || host.hasPrefix("127.") || host == "::1"
+            if !loopback {
+                logger.warning("listening on \(host) without TLS: traffic, passwords and tokens travel in clear text; pass --cert-file and --key-file")
+            }
+            return nil
+        }
+        guard let keyFile else { throw ValidationError("--cert-file needs --key-file") }
+        if clientCertAuth && trustedCaFile == nil {
+            throw ValidationError("--client-cert-auth needs --trusted-ca-file")
+        }
+        let settings = TLSSettings(certFile: certFile, keyFile: keyFile, trustedCAFile: trustedCaFile,
+                                   clientCertAuth: clientCertAuth)
+        do {
+            return try TLSContextProvider(settings: settings, logger: logger)
+        } catch {
+            throw ValidationError("cannot load TLS files: \(error)")
+        }
     }
 }

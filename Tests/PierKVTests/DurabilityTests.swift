@@ -73,6 +73,27 @@ import Testing
         reopened.close()
     }
 
+    @Test func leasesAreRenewedAtRestart() async throws {
+        let dir = makeTemporaryDirectory()
+        defer { removeDirectory(dir) }
+        let clock = ManualClock()
+        do {
+            let store = try KVStore(options: KVOptions(dataDirectory: dir, clock: clock.function))
+            _ = try await store.leaseGrant(LeaseGrantRequest(ttl: 30, id: 9))
+            try await store.put("eph", "1", lease: 9)
+            clock.advance(seconds: 25)
+            #expect(try store.leaseTimeToLive(id: 9, keys: false).ttl == 5)
+            store.close()
+        }
+        // Restarted much later: the lease gets its full TTL again instead of expiring at once.
+        clock.advance(seconds: 3600)
+        let reopened = try KVStore(options: KVOptions(dataDirectory: dir, clock: clock.function))
+        let ttl = try reopened.leaseTimeToLive(id: 9, keys: true)
+        #expect(ttl.ttl == 30 && ttl.grantedTTL == 30 && ttl.keys == [b("eph")])
+        #expect(reopened.expiredLeases().isEmpty)
+        reopened.close()
+    }
+
     @Test func tornTailIsCutAtRestart() async throws {
         let dir = makeTemporaryDirectory()
         defer { removeDirectory(dir) }

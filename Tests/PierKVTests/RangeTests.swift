@@ -59,6 +59,11 @@ import Testing
         // etcd quirk: order NONE with a non-KEY target sorts ascending by that target.
         #expect(try sorted(.none, .version) == ["a", "d", "e", "b", "c"])
         #expect(try sorted(.none, .value) == ["a", "d", "e", "c", "b"])
+        // keys_only still sorts by the values, then leaves them out.
+        let byValue = try store.range(RangeRequest(key: [0], rangeEnd: [0], sortOrder: .descend, sortTarget: .value,
+                                                   keysOnly: true))
+        #expect(byValue.kvs.map { s($0.key) } == ["b", "c", "e", "d", "a"])
+        #expect(byValue.kvs.allSatisfy { $0.value.isEmpty })
         // Sorting happens before the limit is applied.
         let top = try store.range(RangeRequest(key: [0], rangeEnd: [0], limit: 1, sortOrder: .descend, sortTarget: .mod))
         #expect(top.kvs.map { s($0.key) } == ["c"] && top.more && top.count == 5)

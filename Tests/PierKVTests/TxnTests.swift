@@ -102,6 +102,14 @@ import Testing
         }
         #expect(store.currentRevision == 2)
         #expect(try store.get("b") == nil)
+
+        // Revision 0 in a txn's range means "current", even after a compaction.
+        _ = try await store.compact(CompactionRequest(revision: 2))
+        let t = try await store.txn(TxnRequest(success: [
+            .put(PutRequest(key: b("b"), value: b("1"))), .range(RangeRequest(key: b("a"))),
+        ]))
+        guard case .range(let r) = t.responses[1] else { Issue.record("range expected"); return }
+        #expect(r.kvs.first?.value == b("1"))
     }
 
     @Test func duplicateKeys() async throws {

@@ -1,5 +1,6 @@
 // Checksums, key hashing and the stored batch format.
 
+import PierStorage
 import Testing
 @testable import PierLog
 

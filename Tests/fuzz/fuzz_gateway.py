@@ -240,6 +240,39 @@ def exchange(address, chunks, rng):
             pass
 
 
+# How each method is called through grpcio: (request streaming, response streaming).
+METHOD_SHAPES = {
+    "/pier.testing.v1.Echo/Unary": (False, False), "/pier.testing.v1.Echo/ServerStream": (False, True),
+    "/pier.testing.v1.Echo/ClientStream": (True, False), "/pier.testing.v1.Echo/Bidi": (True, True),
+    "/pier.testing.v1.Echo/Slow": (False, False), "/pier.testing.v1.Echo/Firehose": (False, True),
+    "/pier.testing.v1.Echo/Stats": (False, False), "/grpc.health.v1.Health/Check": (False, False),
+    "/grpc.health.v1.Health/Watch": (False, True),
+}
+
+
+def grpc_call(channel, rng):
+    """One call through a real gRPC client with random protobuf bytes; returns the status name."""
+    path = rng.choice(list(METHOD_SHAPES))
+    streaming_request, streaming_response = METHOD_SHAPES[path]
+    bodies = [valid_request(rng, path) if rng.random() < 0.5 else random_protobuf(rng)
+              for _ in range(rng.randint(1, 4) if streaming_request else 1)]
+    timeout = rng.choice([0.05, 0.3, 1.0])
+    try:
+        if streaming_request and streaming_response:
+            for _ in channel.stream_stream(path)(iter(bodies), timeout=timeout):
+                pass
+        elif streaming_request:
+            channel.stream_unary(path)(iter(bodies), timeout=timeout)
+        elif streaming_response:
+            for _ in channel.unary_stream(path)(bodies[0], timeout=timeout):
+                pass
+        else:
+            channel.unary_unary(path)(bodies[0], timeout=timeout)
+        return "OK"
+    except grpc.RpcError as error:
+        return error.code().name
+
+
 def rss_bytes(pid):
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -284,7 +317,20 @@ def fuzz(address, pid, seconds, seed, workers=4, rss_limit=128 * MIB, alive=lamb
             for key, value in local.items():
                 counts[key] = counts.get(key, 0) + value
 
+    def grpc_worker():
+        # Random protobuf bytes through a real gRPC client: the decode paths of every method.
+        rng = random.Random(seed * 1000 + 999)
+        local = {}
+        with grpc.insecure_channel(address) as channel:
+            while time.monotonic() < stop_at and not failure:
+                outcome = "grpc-" + grpc_call(channel, rng)
+                local[outcome] = local.get(outcome, 0) + 1
+        with lock:
+            for key, value in local.items():
+                counts[key] = counts.get(key, 0) + value
+
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(workers)]
+    threads.append(threading.Thread(target=grpc_worker, daemon=True))
     for thread in threads:
         thread.start()
     while any(thread.is_alive() for thread in threads):
@@ -302,7 +348,7 @@ def fuzz(address, pid, seconds, seed, workers=4, rss_limit=128 * MIB, alive=lamb
     assert alive(), f"server process exited (seed {seed})"
     assert health_check(address), f"server not serving after fuzzing (seed {seed})"
     final = rss_bytes(pid)
-    log(f"fuzz done: {sum(counts.values())} connections {counts}; "
+    log(f"fuzz done: {sum(counts.values())} exchanges {dict(sorted(counts.items()))}; "
         f"RSS {baseline / MIB:.1f} MiB -> peak {peak / MIB:.1f} MiB, now {final / MIB:.1f} MiB (seed {seed})")
     return counts
 

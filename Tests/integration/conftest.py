@@ -8,7 +8,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "clients", "python"))
 
-import pier_servers  # noqa: E402
+import pier_servers  # noqa: E402,F401  (re-exported for test modules)
 from pier_servers import ServerProcess, start_pier, start_test_server  # noqa: E402,F401
 
 

@@ -4,7 +4,6 @@ import re
 import signal
 import subprocess
 import threading
-import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LISTENING = re.compile(r"listening on (\S+):(\d+)")

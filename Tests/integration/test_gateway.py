@@ -2,7 +2,6 @@
 import base64
 import queue
 import signal
-import threading
 import time
 from concurrent import futures
 
@@ -165,11 +164,9 @@ def test_client_stream_sees_metadata(echo):
 
 def test_deadline_exceeded_and_handler_cancelled(echo):
     before = stats(echo).cancelled_calls
-    started = time.monotonic()
     with pytest.raises(grpc.RpcError) as info:
         echo.Slow(echo_pb2.EchoRequest(delay_ms=20_000), timeout=0.3)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert time.monotonic() - started < 10
     # The handler itself saw the cancellation (it counts it) instead of sleeping on.
     assert wait_until(lambda: stats(echo).cancelled_calls > before), "Slow handler never observed the deadline"
 

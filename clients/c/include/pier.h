@@ -9,23 +9,25 @@
  * streaming) is one HTTP/2 stream on it, so any number of watches, subscriptions, producers and
  * blocking calls share the connection.
  *
- * Threading model: a client and everything created from it (watches, leases keepers,
+ * Threading model: a client and everything created from it (watches, lease keepers,
  * producers, subscriptions, group members) may be used by ONE thread at a time. The library
  * starts no threads. Progress happens only inside library calls: every blocking call runs the
  * client's event loop (poll(2)) until its own reply arrives, and meanwhile delivers messages
  * of the other open streams to their callbacks. Applications with only streaming work call
  * pier_client_poll() in their own loop (or wait on pier_client_fd() and then call it with 0).
  * Callbacks run on the thread inside pier_client_poll() or a blocking call. They may call the
- * non-blocking functions (pier_producer_send, pier_watch_cancel, ... — marked "non-blocking"),
- * but a blocking call made from inside a callback fails with PIER_FAILED_PRECONDITION.
+ * non-blocking functions (pier_producer_send, pier_watch_cancel, ..., marked "non-blocking"),
+ * but a blocking call made from inside a callback fails with PIER_FAILED_PRECONDITION, and
+ * pier_client_free must not be called from one. Different clients are independent: threads
+ * may each use their own client at the same time.
  *
  * Errors: functions return a gRPC status code (PIER_OK == 0 on success) and, when the caller
  * passes a pier_status, fill it with the code and the server's message (percent-decoded from
  * grpc-message). Local failures use the codes gRPC itself uses: connection problems are
  * PIER_UNAVAILABLE, expired deadlines PIER_DEADLINE_EXCEEDED, malformed replies PIER_INTERNAL.
  *
- * Connection loss: streams open at that moment end with PIER_UNAVAILABLE; the next call
- * reconnects.
+ * Connection loss: streams open at that moment end with PIER_UNAVAILABLE (an idempotent
+ * producer resends instead, see pier_producer_options); the next call reconnects.
  *
  * Memory: result structs are filled by the library and released with their *_free function;
  * byte pointers inside them stay valid until then. Input buffers are copied or only read during
@@ -339,7 +341,9 @@ void pier_lease_info_free(pier_lease_info *info);
 /* Every lease id; *ids is malloc'ed (free with free()). */
 int pier_lease_list(pier_client *c, int64_t **ids, size_t *n_ids, pier_status *st);
 
-/* Keeps a lease alive in the background (driven by the event loop) until stopped. */
+/* Keeps a lease alive in the background (renewals sent by the event loop at a third of the
+ * TTL) until stopped. Blocks for the first renewal: an unknown lease fails with
+ * PIER_NOT_FOUND. */
 typedef struct pier_lease_keeper pier_lease_keeper;
 /* Called after each renewal with the new TTL, and once with end != NULL when keeping stops
  * (lease expired or revoked: PIER_NOT_FOUND; connection lost: PIER_UNAVAILABLE). fn may be NULL. */
@@ -394,6 +398,11 @@ int pier_log_delete_topic(pier_client *c, const char *topic, pier_status *st);
 int pier_log_list_topics(pier_client *c, pier_topic_list *out, pier_status *st);
 int pier_log_describe_topic(pier_client *c, const char *topic, pier_topic_info *out,
                             pier_status *st);
+/* Sets configs and resets `remove` keys to their defaults; out (may be NULL) gets every config
+ * afterwards. */
+int pier_log_alter_topic_config(pier_client *c, const char *topic, const pier_config_entry *set,
+                                size_t n_set, const char *const *remove, size_t n_remove,
+                                pier_topic_info *out, pier_status *st);
 void pier_topic_info_free(pier_topic_info *t);
 void pier_topic_list_free(pier_topic_list *l);
 
@@ -448,11 +457,15 @@ int pier_log_produce(pier_client *c, const char *topic, int32_t partition,
 typedef struct pier_producer pier_producer;
 
 typedef struct pier_producer_options {
-    bool idempotent;          /* takes a producer id and numbers batches per partition */
+    bool idempotent;          /* takes a producer id and numbers batches per partition; after a
+                               * connection loss, unacknowledged requests are resent (the server
+                               * drops the copies it already stored) until the call timeout
+                               * (30 s without one) */
     size_t batch_max_records; /* 0: 500 */
     size_t batch_max_bytes;   /* 0: 256 KiB */
     int64_t linger_ms;        /* wait this long for more records before sending (0: 5) */
-    size_t max_in_flight;     /* requests sent but not acknowledged (0: 16) */
+    size_t max_in_flight;     /* requests sent but not acknowledged (0: 16; at most 5 when
+                               * idempotent, the batches the server remembers for retries) */
 } pier_producer_options;
 
 /* Called once per record, in send order per partition. */
@@ -470,7 +483,8 @@ int pier_producer_new(pier_client *c, const char *topic, const pier_producer_opt
 int pier_producer_send(pier_producer *p, int32_t partition, const pier_produce_record *rec,
                        pier_ack_fn fn, void *user, pier_status *st);
 /* Blocking: sends everything pending and waits for every acknowledgement. Returns the first
- * failure seen since the previous flush (also reported to ack callbacks). */
+ * failure seen since the previous flush (also reported to ack callbacks). After a failed batch
+ * an idempotent producer's sequence has a gap the server refuses: make a new producer. */
 int pier_producer_flush(pier_producer *p, pier_status *st);
 int64_t pier_producer_id(const pier_producer *p);
 /* Records sent whose acknowledgement has not arrived yet. */
@@ -583,6 +597,76 @@ int pier_group_commit(pier_group_member *m, const pier_topic_partition_offset *o
                       size_t n_offsets, pier_status *st);
 /* Non-blocking: sends leave, closes the stream and frees the member. */
 void pier_group_leave(pier_group_member *m);
+
+typedef struct pier_group_summary {
+    const char *group_id;
+    const char *state;     /* "Empty" or "Stable" */
+    int32_t members;
+    int64_t generation;
+} pier_group_summary;
+
+typedef struct pier_group_list {
+    size_t n_groups;
+    pier_group_summary *groups;
+    void *internal_;
+} pier_group_list;
+
+typedef struct pier_group_member_info {
+    const char *member_id;
+    const char *client_id;
+    size_t n_assignment;
+    pier_topic_partition *assignment;
+} pier_group_member_info;
+
+typedef struct pier_group_info {
+    const char *group_id;
+    const char *state;
+    int64_t generation;
+    int assignor;          /* PIER_ASSIGNOR_* */
+    size_t n_members;
+    pier_group_member_info *members;
+    size_t n_topics;
+    const char *const *topics;
+    void *internal_;
+} pier_group_info;
+
+int pier_log_list_groups(pier_client *c, pier_group_list *out, pier_status *st);
+int pier_log_describe_group(pier_client *c, const char *group_id, pier_group_info *out,
+                            pier_status *st);
+void pier_group_list_free(pier_group_list *l);
+void pier_group_info_free(pier_group_info *g);
+
+/* Work queues: records leased one at a time and acknowledged individually. */
+typedef struct pier_leased_record {
+    pier_record record;
+    int32_t attempt;            /* 1 on first delivery */
+    int64_t lease_expires_ms;
+    uint64_t lease_id;
+} pier_leased_record;
+
+typedef struct pier_receive_result {
+    size_t n_records;
+    pier_leased_record *records;
+    void *internal_;
+} pier_receive_result;
+
+typedef struct pier_lease_ref {
+    int32_t partition;
+    int64_t offset;
+    uint64_t lease_id;
+} pier_lease_ref;
+
+/* visibility_timeout_ms 0: server default (30000); max_wait_ms: wait for a record. */
+int pier_queue_receive(pier_client *c, const char *topic, const char *queue, int32_t max_records,
+                       int32_t visibility_timeout_ms, int32_t max_wait_ms,
+                       pier_receive_result *out, pier_status *st);
+void pier_receive_result_free(pier_receive_result *r);
+/* *done (may be NULL) gets how many leases were still current; stale ones are redelivered. */
+int pier_queue_ack(pier_client *c, const char *topic, const char *queue,
+                   const pier_lease_ref *leases, size_t n, int32_t *done, pier_status *st);
+int pier_queue_nack(pier_client *c, const char *topic, const char *queue,
+                    const pier_lease_ref *leases, size_t n, int32_t redeliver_after_ms,
+                    int32_t *done, pier_status *st);
 
 #ifdef __cplusplus
 }
