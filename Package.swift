@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // System libraries (pkg-config).
@@ -48,8 +49,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
 
+        // libpier, the C client (its Makefile builds the same sources); the CLI's verbs and bench use it.
+        .target(name: "CPier", dependencies: ["PierProto", "CNghttp2", "CProtobufC"], path: "clients/c",
+                exclude: ["Makefile", "README.md", "pier.pc.in", "examples", "tests", "src/libpier.map"],
+                sources: ["src"], publicHeadersPath: "include"),
+
         .executableTarget(name: "pier", dependencies: [
-            "PierServer", "PierGRPC",
+            "PierServer", "PierGRPC", "CPier",
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ] + nio),

@@ -94,7 +94,14 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { flushOutput() }
+        // A client that does not read its replies stops being read: what it could make us
+        // buffer is then bounded by the calls already in flight, not by what it keeps sending.
+        let writable = context.channel.isWritable
+        context.channel.setOption(ChannelOptions.autoRead, value: writable).whenComplete { _ in }
+        if writable {
+            context.read()
+            flushOutput()
+        }
         context.fireChannelWritabilityChanged()
     }
 

@@ -483,10 +483,21 @@ final class KVStateMachine {
 
     /// etcd's keyIndex.compact for every key: keep the newest version at or below `revision`
     /// (unless it is a tombstone, which goes with everything before it) and everything after.
+    /// Only keys written below `revision` since the previous compaction can have anything to
+    /// drop, and the history lists exactly those, so the work is proportional to the revisions
+    /// compacted, not to the number of keys.
     private func removeCompacted(at revision: Int64) {
+        var lo = 0, hi = history.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if history[mid].main < revision { lo = mid + 1 } else { hi = mid }
+        }
         var freed: Int64 = 0
-        index.removeAll { record in
-            guard let i = record.versionIndex(atOrBefore: revision) else { return false }
+        var seen = Set<ObjectIdentifier>()
+        for entry in history[..<lo] {
+            let record = entry.record
+            guard seen.insert(ObjectIdentifier(record)).inserted,
+                  let i = record.versionIndex(atOrBefore: revision) else { continue }
             let cut = record.versions[i].tombstone ? i + 1 : i
             if cut > 0 {
                 for v in record.versions[..<cut] {
@@ -494,15 +505,10 @@ final class KVStateMachine {
                 }
                 record.versions.removeFirst(cut)
             }
-            return record.versions.isEmpty
+            if record.versions.isEmpty, index.find(record.key) === record { index.remove(record) }
         }
         byteEstimate -= freed
         // History older than the compacted revision can never be asked for again.
-        var lo = 0, hi = history.count
-        while lo < hi {
-            let mid = (lo + hi) >> 1
-            if history[mid].main < revision { lo = mid + 1 } else { hi = mid }
-        }
         if lo > 0 { history.removeSubrange(..<lo) }
     }
 

@@ -26,6 +26,7 @@ public final class KVStore: @unchecked Sendable {  // `state` guarded by `lock`;
         let complete: @Sendable (Result<CommandResult, KVError>) -> Void
     }
 
+    /// Set once at the end of init (a `var` only because its closures capture `self`).
     private var committer: GroupCommitter<WriteContext>?
     private let snapshotPath: String?
     private let control = Mutex()
@@ -65,7 +66,8 @@ public final class KVStore: @unchecked Sendable {  // `state` guarded by `lock`;
             snapshotIndex = s
             snapshotBytes = FileIO.fileSize(snap)
             wal = try WriteAheadLog(directory: dir + "/wal", firstIndex: s + 1,
-                                    options: .init(segmentBytes: options.walSegmentBytes))
+                                    options: .init(segmentBytes: options.walSegmentBytes,
+                                                   fsync: !options.unsafeNoFsync))
             if wal.lastIndex < s {
                 // The snapshot is newer than the whole log (restored from a snapshot): start after it.
                 try wal.reset(nextIndex: s + 1)

@@ -579,12 +579,16 @@ public struct KVOptions: Sendable {
     public var memberID: UInt64
     /// Monotonic clock in nanoseconds for lease expiry; replaceable in tests.
     public var clock: @Sendable () -> UInt64
+    /// etcd's --unsafe-no-fsync: skip fdatasync. A success then no longer means "on disk";
+    /// only for benchmarks and throwaway clusters, never the default.
+    public var unsafeNoFsync: Bool
 
     public init(dataDirectory: String? = nil, quotaBackendBytes: Int64 = 0, maxTxnOps: Int = 128,
                 minLeaseTTL: Int64 = 2, snapshotCount: UInt64 = 100_000,
                 walSegmentBytes: Int = 64 << 20, maxPendingWrites: Int = 65_536,
                 watcherBufferLimit: Int = 1024, memberID: UInt64 = 1,
-                clock: @escaping @Sendable () -> UInt64 = MonotonicClock.nanoseconds) {
+                clock: @escaping @Sendable () -> UInt64 = MonotonicClock.nanoseconds,
+                unsafeNoFsync: Bool = false) {
         self.dataDirectory = dataDirectory
         self.quotaBackendBytes = quotaBackendBytes
         self.maxTxnOps = maxTxnOps
@@ -595,6 +599,7 @@ public struct KVOptions: Sendable {
         self.watcherBufferLimit = watcherBufferLimit
         self.memberID = memberID
         self.clock = clock
+        self.unsafeNoFsync = unsafeNoFsync
     }
 }
 

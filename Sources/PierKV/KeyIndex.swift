@@ -1,9 +1,10 @@
 // The sorted key index: every key ever written (until compacted away) in byte order, with its revisions.
 //
-// A two-level "sorted list of sorted chunks" (the idea behind Python's sortedcontainers):
-// lookups are two binary searches, an insert shifts at most one chunk of pointers, and a range
-// scan walks chunks in order. Simpler than a B-tree, nearly as fast at a million keys, and far
-// cheaper to insert into than one flat sorted array.
+// Order is kept in a two-level "sorted list of sorted chunks" (the idea behind Python's
+// sortedcontainers): finding a position is two binary searches, an insert shifts at most one
+// chunk of pointers, and a range scan walks chunks in order. Simpler than a B-tree, nearly as
+// fast at a million keys, and far cheaper to insert into than one flat sorted array. Point
+// lookups (most gets and puts) skip it and use a hash map.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -277,32 +278,18 @@ struct KeyIndex {
         map[KeyBytes(record.key)] = record
     }
 
-    /// Removes every record for which `shouldRemove` is true, keeping order. `shouldRemove`
-    /// is called exactly once per record (compaction trims versions inside it).
-    mutating func removeAll(where shouldRemove: (KeyRecord) -> Bool) {
-        var removedAny = false
-        for c in chunks.indices {
-            var kept = Chunk()
-            kept.keys.reserveCapacity(chunks[c].keys.count)
-            kept.records.reserveCapacity(chunks[c].records.count)
-            var changed = false
-            for (i, record) in chunks[c].records.enumerated() {
-                if shouldRemove(record) {
-                    map[KeyBytes(record.key)] = nil
-                    changed = true
-                } else {
-                    kept.keys.append(chunks[c].keys[i])
-                    kept.records.append(record)
-                }
-            }
-            if changed {
-                chunks[c] = kept
-                removedAny = true
-            }
-        }
-        if removedAny {
-            chunks.removeAll { $0.keys.isEmpty }
-            lastKeys = chunks.map { $0.keys[$0.keys.count - 1] }
+    /// Removes one record (found by its key).
+    mutating func remove(_ record: KeyRecord) {
+        guard map.removeValue(forKey: KeyBytes(record.key)) != nil else { return }
+        let (c, p) = lowerBound(record.key)
+        guard c < chunks.count, p < chunks[c].records.count, chunks[c].records[p] === record else { return }
+        chunks[c].keys.remove(at: p)
+        chunks[c].records.remove(at: p)
+        if chunks[c].keys.isEmpty {
+            chunks.remove(at: c)
+            lastKeys.remove(at: c)
+        } else if p == chunks[c].keys.count {
+            lastKeys[c] = chunks[c].keys[p - 1]
         }
     }
 

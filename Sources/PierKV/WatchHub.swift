@@ -15,7 +15,7 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
     let scanLimit = 65_536
 
     private var nextID: Int64 = 1
-    private var syncedByKey: [[UInt8]: [Watcher]] = [:]
+    private var syncedByKey: [KeyBytes: [Watcher]] = [:]
     private var syncedRanges: [Watcher] = []
     private var unsynced: [Int64: Watcher] = [:]
     private var syncedCount = 0
@@ -74,7 +74,7 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
         w.synced = true
         syncedCount += 1
         if case .single = w.end {
-            syncedByKey[w.key, default: []].append(w)
+            syncedByKey[KeyBytes(w.key), default: []].append(w)
         } else {
             syncedRanges.append(w)
         }
@@ -83,8 +83,9 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
     private func removeSynced(_ w: Watcher) {
         syncedCount -= 1
         if case .single = w.end {
-            syncedByKey[w.key]?.removeAll { $0 === w }
-            if syncedByKey[w.key]?.isEmpty == true { syncedByKey[w.key] = nil }
+            let k = KeyBytes(w.key)
+            syncedByKey[k]?.removeAll { $0 === w }
+            if syncedByKey[k]?.isEmpty == true { syncedByKey[k] = nil }
         } else {
             syncedRanges.removeAll { $0 === w }
         }
@@ -97,7 +98,7 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
         mutex.withLock {
             guard syncedCount > 0 else { return }
             for change in changes {
-                if let exact = syncedByKey[change.record.key] {
+                if !syncedByKey.isEmpty, let exact = syncedByKey[KeyBytes(change.record.key)] {
                     for w in exact { deliver(change.record, change.position, revision: revision, to: w) }
                 }
                 for w in syncedRanges where w.end.contains(change.record.key, start: w.key) {

@@ -52,6 +52,8 @@ public final class WorkQueues: Sendable {
         var next: Int64
         var persistedFloor: Int64
         var pending: [Int64: Pending] = [:]
+        /// How many pending records are in the ready state, so receives skip the scan when none are.
+        var readyCount = 0
     }
 
     struct Queue: Sendable {
@@ -205,6 +207,7 @@ public final class WorkQueues: Sendable {
             let n = q.partitions.count
             func lease(_ p: Int, _ offset: Int64) {
                 var pend = q.partitions[p].pending[offset]!
+                if case .ready = pend.state { q.partitions[p].readyCount -= 1 }
                 pend.attempts += 1
                 let id = nextLease.wrappingAdd(1, ordering: .relaxed).oldValue
                 pend.state = .leased(id: id, expiresMs: now + visibilityTimeoutMs)
@@ -215,6 +218,7 @@ public final class WorkQueues: Sendable {
             // Redeliveries first, oldest offsets first.
             for i in 0..<n where out.count < maxRecords {
                 let p = (q.cursor + i) % n
+                guard q.partitions[p].readyCount > 0 else { continue }
                 let ready = q.partitions[p].pending.filter {
                     if case .ready(let at) = $0.value.state { return at <= now } else { return false }
                 }.keys.sorted()
@@ -250,6 +254,7 @@ public final class WorkQueues: Sendable {
                     }
                     for (o, rec) in records {
                         q.partitions[p].pending[o] = Pending(record: rec, attempts: 0, state: .ready(atMs: now))
+                        q.partitions[p].readyCount += 1
                         lease(p, o)
                         taken += 1
                         lastTaken = o
@@ -318,6 +323,7 @@ public final class WorkQueues: Sendable {
                                            record: pend.record, attempts: pend.attempts, deadLetterTopic: dlq))
                 } else {
                     pend.state = .ready(atMs: now + max(0, redeliverAfterMs))
+                    q.partitions[p].readyCount += 1
                 }
                 q.partitions[p].pending[ref.offset] = pend
             }
@@ -354,12 +360,14 @@ public final class WorkQueues: Sendable {
                                                    record: pend.record, attempts: pend.attempts, deadLetterTopic: dlq))
                         } else {
                             pend.state = .ready(atMs: nowMs)
+                            q.partitions[p].readyCount += 1
                             readied = true
                         }
                         q.partitions[p].pending[o] = pend
                     }
                 }
-                if readied {
+                // Also wake waiting receivers while nacked records wait out their delay.
+                if readied || q.partitions.contains(where: { $0.readyCount > 0 }) {
                     wake += q.receivers
                     q.receivers = []
                 }

@@ -48,7 +48,12 @@ extension UnaryResponder {
                                       encode: @escaping @Sendable (Response) -> [UInt8]) {
         switch result {
         case .success(let response):
-            loop.execute { self.succeed(encode(response)) }
+            // Read-only txns complete synchronously on the loop; writes come from the writer.
+            if loop.inEventLoop {
+                succeed(encode(response))
+            } else {
+                loop.execute { self.succeed(encode(response)) }
+            }
         case .failure(let error):
             fail(error.grpcStatus)
         }

@@ -56,6 +56,8 @@ final class WatchSession: Sendable {
         var nextID: Int64 = 0
         var progressTick = false
         var signaled = false
+        /// The sender stopped (the call is gone): the receiver stops too.
+        var closed = false
         var senderWaiter: CheckedContinuation<Void, Never>? = nil
         var receiverWaiter: CheckedContinuation<Void, Never>? = nil
 
@@ -83,11 +85,19 @@ final class WatchSession: Sendable {
     func run(requests: RequestStream, writer: ResponseWriter) async throws {
         defer { cancelAll() }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.sendLoop(writer) }
+            group.addTask {
+                do {
+                    try await self.sendLoop(writer)
+                } catch {
+                    self.close()
+                    throw error
+                }
+            }
             group.addTask { try await self.progressTicker() }
             for try await message in requests {
                 try handle(message)
                 await waitForRoom()
+                if state.withLock({ $0.closed }) { break }
             }
             // etcd keeps delivering events after the client half-closes; the call ends when
             // the client cancels it (or the connection goes).
@@ -188,15 +198,34 @@ final class WatchSession: Sendable {
         waiter?.resume()
     }
 
+    /// Waits while too many control responses are queued; returns at once when the stream
+    /// is closing or the task is cancelled.
     private func waitForRoom() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                if state.outgoing.count < Self.maxOutgoing { return true }
-                state.receiverWaiter = continuation
-                return false
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.closed || Task.isCancelled || state.outgoing.count < Self.maxOutgoing { return true }
+                    state.receiverWaiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                defer { state.receiverWaiter = nil }
+                return state.receiverWaiter
+            }
+            waiter?.resume()
         }
+    }
+
+    private func close() {
+        let waiter = state.withLock { state in
+            state.closed = true
+            defer { state.receiverWaiter = nil }
+            return state.receiverWaiter
+        }
+        waiter?.resume()
     }
 
     private func cancelAll() {
@@ -274,16 +303,25 @@ final class WatchSession: Sendable {
     }
 
     private func waitForWork() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                if state.signaled || !state.outgoing.isEmpty || !state.ready.isEmpty || state.progressTick {
-                    state.signaled = false
-                    return true
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.signaled || !state.outgoing.isEmpty || !state.ready.isEmpty || state.progressTick
+                        || Task.isCancelled {
+                        state.signaled = false
+                        return true
+                    }
+                    state.senderWaiter = continuation
+                    return false
                 }
-                state.senderWaiter = continuation
-                return false
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                defer { state.senderWaiter = nil }
+                return state.senderWaiter
+            }
+            waiter?.resume()
         }
     }
 
@@ -355,7 +393,7 @@ final class WatchSession: Sendable {
     }
 
     /// One response for the events, or, for a watcher that asked for fragments, as many as
-    /// keep each under the request size limit (etcd's sendFragments: never fewer than one
+    /// keep each under etcd's limit (its sendFragments: never fewer than one
     /// event per response; `fragment` set on all but the last).
     private func encodeEvents(_ events: [WatchEvent], revision: Int64, watchID: Int64, fragment: Bool) -> [[UInt8]] {
         WireArena.with { arena in
@@ -376,7 +414,8 @@ final class WatchSession: Sendable {
                                           pack: etcdserverpb__watch_response__pack)
             }
 
-            let limit = context.maxRequestBytes
+            // etcd's watch server splits at --max-request-bytes plus its 512 KiB gRPC allowance.
+            let limit = context.maxRequestBytes + 512 * 1024
             guard fragment, wireEvents.count > 1 else { return [pack(wireEvents[...], fragment: false)] }
             let baseSize = etcdserverpb__watch_response__get_packed_size(&m)
             let eventSizes = wireEvents.map { event -> Int in

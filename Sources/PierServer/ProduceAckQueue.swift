@@ -2,8 +2,8 @@
 import PierGRPC
 import Synchronization
 
-/// The receiver reserves a slot per request before submitting it, appends complete slots from
-/// the log writer's thread, and the sender takes them in reservation order. Reserving waits
+/// The receiver reserves a slot per request before submitting it, the log writer's thread
+/// completes slots as appends become durable, and the sender takes them in reservation order. Reserving waits
 /// while `capacity` acks are outstanding, so a client that does not read its acks stops being
 /// read from (HTTP/2 flow control) rather than growing this queue.
 final class ProduceAckQueue<Ack: Sendable>: Sendable {

@@ -24,6 +24,10 @@ import Testing
         #expect(try store.get("b", revision: 5) == nil)
         // Compaction itself does not make a revision.
         #expect(store.currentRevision == 6)
+        // The deleted key is gone from the index and only a's versions from 3 on remain.
+        #expect(store.state.index.count == 1)
+        #expect(store.state.index.find(b("a"))?.versions.map(\.main) == [3, 6])
+        #expect(store.state.history.map(\.main) == [5, 6])
         #expect(throws: KVError.compacted) { try store.hashKV(revision: 4) }
     }
 

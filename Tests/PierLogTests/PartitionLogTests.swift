@@ -194,4 +194,64 @@ import Testing
         let empty = try await engine.fetch(topic: "t", partition: 0, offset: 1, maxWaitMs: 20)
         #expect(empty.records.isEmpty && empty.nextOffset == 1)
     }
+
+    @Test func tornSealedSegmentDropsTheUnacknowledgedSegmentsAfterIt() async throws {
+        let dir = makeTempDir()
+        defer { removeDir(dir) }
+        do {
+            let engine = try openEngine(dir)
+            try engine.createTopic("t", partitions: 1)
+            for i in 0..<5 { _ = try await engine.produceOK("t", [rec("k", "a\(i)")]) }
+            try engine.rollSegments(topic: "t")
+            for i in 0..<5 { _ = try await engine.produceOK("t", [rec("k", "b\(i)")]) }
+            engine.shutdown()
+        }
+        // As if the machine died during the round that rolled: the first segment's tail and
+        // index files never reached the disk, so nothing after it can have been acknowledged.
+        let pdir = dir + "/data/t-0"
+        for ext in ["index", "timeindex"] { try FileManager.default.removeItem(atPath: pdir + "/" + Segment.name(0, ext)) }
+        let first = try LogFile(path: pdir + "/" + Segment.name(0, "log"), create: false)
+        try first.truncate(to: try first.size() - 5)
+        let engine = try openEngine(dir)
+        defer { engine.shutdown() }
+        let info = try engine.describeTopic("t").partitions[0]
+        #expect(info.logEndOffset == 4 && info.segments == 1)
+        #expect(!FileManager.default.fileExists(atPath: pdir + "/" + Segment.name(5, "log")))
+        #expect(try await engine.produceOK("t", [rec("k", "c")]).baseOffset == 4)
+    }
+
+    @Test func fetchHonoursMaxBytesButReturnsAtLeastOneBatch() async throws {
+        let dir = makeTempDir()
+        defer { removeDir(dir) }
+        let engine = try openEngine(dir)
+        defer { engine.shutdown() }
+        try engine.createTopic("t", partitions: 1)
+        let big = [UInt8](repeating: 1, count: 10_000)
+        for _ in 0..<3 { _ = try await engine.produceOK("t", [Record(value: big)]) }
+        let one = try engine.read(topic: "t", partition: 0, offset: 0, maxBytes: 100)
+        #expect(one.nextOffset == 1 && one.records.count > 10_000)
+        let two = try engine.read(topic: "t", partition: 0, offset: 0, maxBytes: 25_000)
+        #expect(two.nextOffset == 2)
+        let all = try engine.read(topic: "t", partition: 0, offset: 1, maxBytes: 1 << 20)
+        #expect(all.nextOffset == 3 && all.highWatermark == 3)
+    }
+
+    @Test func routingByKeyAndRoundRobin() async throws {
+        let dir = makeTempDir()
+        defer { removeDir(dir) }
+        let engine = try openEngine(dir)
+        defer { engine.shutdown() }
+        try engine.createTopic("t", partitions: 3)
+        let keyed = await engine.produce(topic: "t", records: [rec("21", "x"), rec("foobar", "y"), rec("21", "z")], partitioning: .byKey)
+        let p21 = Murmur2.partition(forKey: bytes("21"), partitions: 3)
+        let pFoo = Murmur2.partition(forKey: bytes("foobar"), partitions: 3)
+        #expect(Set(keyed.map(\.partition)) == Set([p21, pFoo]))
+        #expect(try engine.readAll("t", partition: p21).filter { $0.record.key == bytes("21") }.count == 2)
+        var seen = Set<Int32>()
+        for _ in 0..<3 {
+            let r = await engine.produce(topic: "t", records: [rec(nil, "rr")], partitioning: .roundRobin)
+            seen.insert(r[0].partition)
+        }
+        #expect(seen == [0, 1, 2])
+    }
 }
