@@ -47,7 +47,7 @@ public final class KVStore: @unchecked Sendable {  // `state` guarded by `lock`;
     /// renews every lease's deadline, then starts the writer thread.
     public init(options: KVOptions = KVOptions()) throws(KVError) {
         self.options = options
-        hub = WatchHub(bufferLimit: options.watcherBufferLimit)
+        hub = WatchHub(bufferLimit: options.watcherBufferLimit, bufferByteLimit: options.watcherBufferBytes)
         state = KVStateMachine(hub: hub, minLeaseTTL: options.minLeaseTTL, clock: options.clock)
         guard let dir = options.dataDirectory else {
             snapshotPath = nil
@@ -93,7 +93,9 @@ public final class KVStore: @unchecked Sendable {  // `state` guarded by `lock`;
     }
 
     deinit {
-        committer?.close()
+        // Dropped without close(): stop the writer without waiting here, since the last
+        // reference may go away on the writer thread itself (inside a completion).
+        if let committer { DispatchQueue.global().async { committer.close() } }
     }
 
     /// Completes what is queued, stops the writer; later writes fail with `.stopped`.

@@ -575,6 +575,8 @@ public struct KVOptions: Sendable {
     public var maxPendingWrites: Int
     /// Per-watcher bound on buffered events before it falls back to catching up from history.
     public var watcherBufferLimit: Int
+    /// Per-watcher bound on buffered bytes (keys and values), same fallback.
+    public var watcherBufferBytes: Int
     /// This member's id, used for alarms.
     public var memberID: UInt64
     /// Monotonic clock in nanoseconds for lease expiry; replaceable in tests.
@@ -588,7 +590,7 @@ public struct KVOptions: Sendable {
                 walSegmentBytes: Int = 64 << 20, maxPendingWrites: Int = 65_536,
                 watcherBufferLimit: Int = 1024, memberID: UInt64 = 1,
                 clock: @escaping @Sendable () -> UInt64 = MonotonicClock.nanoseconds,
-                unsafeNoFsync: Bool = false) {
+                unsafeNoFsync: Bool = false, watcherBufferBytes: Int = 16 << 20) {
         self.dataDirectory = dataDirectory
         self.quotaBackendBytes = quotaBackendBytes
         self.maxTxnOps = maxTxnOps
@@ -600,6 +602,7 @@ public struct KVOptions: Sendable {
         self.memberID = memberID
         self.clock = clock
         self.unsafeNoFsync = unsafeNoFsync
+        self.watcherBufferBytes = watcherBufferBytes
     }
 }
 

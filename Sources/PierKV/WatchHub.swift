@@ -11,6 +11,10 @@
 final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
     let mutex = Mutex()
     let bufferLimit: Int
+    /// Bytes (keys and values, previous values included) a watcher may hold before it falls
+    /// back to history: events share value storage with the store, but once a compaction
+    /// drops a version only the watcher's buffer keeps it alive.
+    let bufferByteLimit: Int
     /// Bound on history entries examined per drain, so one drain never holds the locks long.
     let scanLimit = 65_536
 
@@ -22,8 +26,9 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
     /// Callbacks to run once the store has released its locks.
     private var notifications: [@Sendable () -> Void] = []
 
-    init(bufferLimit: Int) {
+    init(bufferLimit: Int, bufferByteLimit: Int = 16 << 20) {
         self.bufferLimit = max(1, bufferLimit)
+        self.bufferByteLimit = max(1, bufferByteLimit)
     }
 
     /// Takes the callbacks due; the caller runs them outside every lock.
@@ -67,6 +72,7 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
             if w.synced { removeSynced(w) } else { unsynced[w.id] = nil }
             w.buffer.removeAll()
             w.head = 0
+            w.pendingBytes = 0
         }
     }
 
@@ -111,11 +117,11 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
     private func deliver(_ record: KeyRecord, _ position: Int, revision: Int64, to w: Watcher) {
         guard w.synced, !w.cancelled, revision >= w.minRevision else { return }
         guard let event = w.event(record, position) else { return }
-        if w.pendingCount >= bufferLimit {
+        if isFull(w) {
             // Too far behind: drop this revision's partial events and read them (and what
             // follows) from history when the consumer drains again.
             while w.buffer.count > w.head, w.buffer[w.buffer.count - 1].kv.modRevision == revision {
-                w.buffer.removeLast()
+                w.pendingBytes -= Watcher.size(w.buffer.removeLast())
             }
             removeSynced(w)
             w.synced = false
@@ -124,8 +130,12 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
             signal(w)
             return
         }
-        w.buffer.append(event)
+        w.append(event)
         signal(w)
+    }
+
+    private func isFull(_ w: Watcher) -> Bool {
+        w.pendingCount >= bufferLimit || w.pendingBytes >= bufferByteLimit
     }
 
     private func signal(_ w: Watcher) {
@@ -152,7 +162,7 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
             if w.cancelled {
                 return WatchBatch(events: [], revision: current, compactRevision: w.compactRevision)
             }
-            if !w.synced && w.pendingCount < bufferLimit { fill(w, state: state) }
+            if !w.synced && !isFull(w) { fill(w, state: state) }
             if w.cancelled {
                 return WatchBatch(events: [], revision: current, compactRevision: w.compactRevision)
             }
@@ -167,6 +177,7 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
                 if end - w.head >= limit { break }
             }
             let events = Array(w.buffer[w.head..<end])
+            for e in events { w.pendingBytes -= Watcher.size(e) }
             w.head = end
             if w.head == w.buffer.count {
                 w.buffer.removeAll(keepingCapacity: w.buffer.capacity <= 4 * bufferLimit)
@@ -191,6 +202,7 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
             unsynced[w.id] = nil
             w.buffer.removeAll()
             w.head = 0
+            w.pendingBytes = 0
             return
         }
         let history = state.history
@@ -203,7 +215,7 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
         var scanned = 0
         while i < history.count {
             let rev = history[i].main
-            if w.pendingCount >= bufferLimit || scanned >= scanLimit {
+            if isFull(w) || scanned >= scanLimit {
                 w.nextRevision = rev
                 return
             }
@@ -212,7 +224,7 @@ final class WatchHub: @unchecked Sendable {  // all state guarded by `mutex`
                 if w.end.contains(entry.record.key, start: w.key),
                    let position = entry.record.versionIndex(main: rev, sub: entry.sub),
                    let event = w.event(entry.record, position) {
-                    w.buffer.append(event)
+                    w.append(event)
                 }
                 i += 1
                 scanned += 1
@@ -260,7 +272,17 @@ public final class Watcher: @unchecked Sendable {  // mutable state guarded by t
         self.onEventsAvailable = onEventsAvailable
     }
 
+    var pendingBytes = 0
     var pendingCount: Int { buffer.count - head }
+
+    static func size(_ e: WatchEvent) -> Int {
+        e.kv.key.count + e.kv.value.count + (e.prevKV.map { $0.key.count + $0.value.count } ?? 0) + 64
+    }
+
+    func append(_ event: WatchEvent) {
+        buffer.append(event)
+        pendingBytes += Self.size(event)
+    }
 
     /// The event for a stored version, or nil when this watcher filters it out.
     func event(_ record: KeyRecord, _ position: Int) -> WatchEvent? {

@@ -16,11 +16,20 @@ enum LogSubscription {
         var offset = try engine.resolve(request.start, topic: request.topic, partition: request.partition)
         while true {
             try Task.checkCancellation()
-            let result = try await fetch(engine, request, offset: offset)
-            guard !result.records.isEmpty else { continue }
-            try await writer.send(LogEncode.subscribe(result, partition: request.partition))
-            offset = result.nextOffset
+            guard let (message, next) = try await nextMessage(engine, request, offset: offset) else { continue }
+            try await writer.send(message)
+            offset = next
         }
+    }
+
+    /// The next reply and the offset after it, or nil when the wait ended without records. The
+    /// read buffer is released here, before the send waits, so a stalled subscriber holds one
+    /// encoded reply rather than two copies of it.
+    private static func nextMessage(_ engine: LogEngine, _ request: LogDecode.Subscribe,
+                                    offset: Int64) async throws -> ([UInt8], Int64)? {
+        let result = try await fetch(engine, request, offset: offset)
+        guard !result.records.isEmpty else { return nil }
+        return (LogEncode.subscribe(result, partition: request.partition), result.nextOffset)
     }
 
     /// One long-poll read that gives up at once when the task is cancelled (the engine's

@@ -40,6 +40,8 @@ struct BenchPlan: Sendable {
     var topic: String
     var partitions: Int32
     var inFlight: Int
+    /// Calls (or records) per second for each worker thread; 0 runs flat out.
+    var ratePerWorker: Double = 0
 
     func key(_ index: Int) -> [UInt8] {
         let digits = String(index)
@@ -48,6 +50,24 @@ struct BenchPlan: Sendable {
     }
 
     var running: Bool { nowNanos() < deadline && !isInterrupted }
+}
+
+/// Spaces a worker's calls for --rate, so latency can be read below saturation too.
+struct Pacer {
+    let interval: UInt64
+    var next = nowNanos()
+
+    init(perSecond: Double) {
+        interval = perSecond > 0 ? UInt64(1e9 / perSecond) : 0
+    }
+
+    /// Nanoseconds until the next call is due (0: now); advances the schedule.
+    mutating func due() -> UInt64 {
+        guard interval > 0 else { return 0 }
+        next += interval
+        let now = nowNanos()
+        return next > now ? next - now : 0
+    }
 }
 
 struct Bench: ParsableCommand {
@@ -90,6 +110,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Seconds to run.")
     var duration: Double = 10
 
+    @Option(help: "Target calls (put/range/txn) or records (produce, consume's producer) per second in all; 0: as fast as possible.")
+    var rate: Double = 0
+
     @Option(help: "Partitions of the topic that produce and consume make (and delete afterwards).")
     var partitions: Int32 = 4
 
@@ -129,6 +152,11 @@ struct Bench: ParsableCommand {
             let group = DispatchGroup()
             let start = nowNanos()
             plan.deadline = start + UInt64(duration * 1e9)
+            switch workload {
+            case "put", "range", "txn": plan.ratePerWorker = rate / Double(connections * concurrency)
+            case "produce": plan.ratePerWorker = rate / Double(connections)
+            default: plan.ratePerWorker = rate
+            }
             let frozen = plan
             func spawn(_ body: @escaping @Sendable () -> Void) {
                 group.enter()
@@ -240,8 +268,11 @@ private func unaryWorker(workload: String, plan: BenchPlan, totals: BenchTotals)
     let keys = (0..<plan.keySpace).map(plan.key)
     let value = [UInt8](repeating: UInt8(ascii: "v"), count: plan.payloadSize)
     var generator = SystemRandomNumberGenerator()
+    var pacer = Pacer(perSecond: plan.ratePerWorker)
     value.withUnsafeBytes { v in
         while plan.running {
+            let wait = pacer.due()
+            if wait > 0 { usleep(UInt32(wait / 1000)) }
             let key = keys[Int.random(in: 0..<keys.count, using: &generator)]
             let begin = nowNanos()
             do {
@@ -382,6 +413,7 @@ private func produceWorker(plan: BenchPlan, totals: BenchTotals, measure: Bool) 
     let context = Unmanaged.passUnretained(acks).toOpaque()
     var value = [UInt8](repeating: UInt8(ascii: "r"), count: plan.payloadSize)
     var sent = 0
+    var pacer = Pacer(perSecond: plan.ratePerWorker)
     var reported = (acked: 0, bytes: 0, errors: 0)
     func publish() {
         // Only the producing thread touches `acks`; the totals see its counts in steps.
@@ -391,6 +423,15 @@ private func produceWorker(plan: BenchPlan, totals: BenchTotals, measure: Bool) 
         reported = (acks.acked, acks.ackedBytes, acks.errors.count)
     }
     while plan.running {
+        // Waits of a millisecond or more run the event loop so acks keep arriving meanwhile.
+        let wait = pacer.due()
+        if wait >= 1_000_000 {
+            try? client.poll(timeoutMs: Int32(wait / 1_000_000))
+        } else if wait > 0 {
+            // Linger timers fire only inside the loop: run it before a short sleep too.
+            try? client.poll(timeoutMs: 0)
+            usleep(UInt32(wait / 1000))
+        }
         let partition = Int32(sent % Int(plan.partitions))
         var stamp = nowNanos()
         if value.count >= 8 { withUnsafeBytes(of: &stamp) { raw in value.withUnsafeMutableBytes { $0.copyMemory(from: raw) } } }

@@ -60,6 +60,9 @@ struct Consume: ParsableCommand {
             }
             return Int64(date.timeIntervalSince1970 * 1000)
         }
+        if group != nil && partition != nil {
+            throw ValidationError("--group reads the partitions the group assigns; drop --partition")
+        }
         if !["earliest", "latest"].contains(from) && Int64(from) == nil {
             throw ValidationError("--from wants earliest, latest or an offset; got \"\(from)\"")
         }

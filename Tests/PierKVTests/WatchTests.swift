@@ -97,6 +97,17 @@ func drainAll(_ w: Watcher, max: Int = 100) -> (events: [WatchEvent], compactRev
         #expect(drainAll(slow).events.map { s($0.kv.value) } == ["live"])
     }
 
+    @Test func byteBoundAlsoTriggersCatchUp() async throws {
+        let store = try memoryStore { $0.watcherBufferBytes = 10_000 }
+        let w = try store.watch(WatchRequest(key: b("big"))) {}
+        let value = String(repeating: "x", count: 3000)
+        for _ in 0..<20 { try await store.put("big", value) }
+        #expect(!w.isSynced)
+        let got = drainAll(w, max: 3).events
+        #expect(got.map(\.kv.modRevision) == Array(2...21))
+        #expect(w.isSynced)
+    }
+
     @Test func compactionCancelsWatcherThatNeedsGoneHistory() async throws {
         let store = try memoryStore()
         for i in 0..<10 { try await store.put("k", "\(i)") }  // revs 2...11

@@ -118,6 +118,26 @@ import Testing
         #expect(try records(wal).map(\.1) == (1...3).map { bytes("value-\($0)") })
     }
 
+    @Test func damageBeforeTheTailIsReportedNotTruncated() throws {
+        let dir = makeTemporaryDirectory()
+        defer { removeDirectory(dir) }
+        do {
+            let wal = try WriteAheadLog(directory: dir, options: .init(segmentBytes: 256))
+            for i in 0..<40 { try wal.append(bytes("record-number-\(i)")) }
+            try wal.sync()
+            wal.close()
+        }
+        // A flipped byte in the FIRST segment is corruption of acknowledged data, not a torn
+        // write: reading must fail loudly instead of silently dropping records.
+        let first = dir + "/" + (try FileManager.default.contentsOfDirectory(atPath: dir).sorted().first!)
+        var data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: first)))
+        data[RecordFrame.headerSize + 3] ^= 0x01
+        try Data(data).write(to: URL(fileURLWithPath: first))
+        let wal = try WriteAheadLog(directory: dir, options: .init(segmentBytes: 256))
+        #expect(wal.lastIndex == 40)
+        #expect(throws: StorageError.self) { try wal.forEach(from: 1) { _, _ in } }
+    }
+
     @Test func resetStartsOver() throws {
         let dir = makeTemporaryDirectory()
         defer { removeDirectory(dir) }

@@ -65,7 +65,7 @@ def canonical_range(request, response):
     copy = type(response)()
     copy.CopyFrom(response)
     del copy.kvs[:]
-    if request.limit == 0 or len(set(values)) == len(values):
+    if request.limit == 0:
         kvs = sorted(response.kvs, key=lambda kv: (sort_value(kv, request.sort_target), kv.key))
         copy.kvs.extend(kvs)
     return (copy, values)

@@ -367,30 +367,31 @@ def test_subscribe_errors(log):
 
 
 def test_slow_subscribers_are_paced_not_buffered(pier_server, log):
-    """Subscribers that stop reading hold the server back through flow control: its memory
-    stays far below what they would buffer otherwise, and they still get every record in order."""
+    """Subscribers that stop reading hold the server back through flow control: it keeps about
+    one reply per subscriber, far below the log they would otherwise buffer, and they still
+    get every record in order."""
     topic = unique_topic()
     create(log, topic)
     value = b"v" * 1000
-    total_batches = 32
-    for i in range(total_batches):
-        produce(log, topic, [value] * 1000)  # 32 MB in all
+    batches, per_batch = 80, 100
+    for _ in range(batches):
+        produce(log, topic, [value] * per_batch)  # 8 MB in all
     before = pier_server.rss_bytes()
     channel, stub = connect(pier_server)
-    calls = [stub.Subscribe(pb.SubscribeRequest(topic=topic, start=pb.START_POSITION_EARLIEST), timeout=120)
-             for _ in range(4)]
+    request = pb.SubscribeRequest(topic=topic, start=pb.START_POSITION_EARLIEST, max_bytes=64 * 1024)
+    calls = [stub.Subscribe(request, timeout=120) for _ in range(4)]
     firsts = [next(call) for call in calls]  # each subscription is running, then nobody reads for a while
     time.sleep(2)
     grown = pier_server.rss_bytes() - before
-    assert grown < 64 * 1024 * 1024, f"server grew by {grown} bytes for 4 stalled subscribers of a 32 MB log"
+    assert grown < 12 * 1024 * 1024, f"server grew by {grown} bytes for 4 stalled subscribers of an 8 MB log"
     next_offset = 0
     for reply in itertools.chain([firsts[0]], calls[0]):
         for batch in reply.batches:  # whole batches, each starting where the last one ended
             assert batch.base_offset == next_offset
             next_offset += batch.record_count
-        if next_offset >= total_batches * 1000:
+        if next_offset >= batches * per_batch:
             break
-    assert next_offset == total_batches * 1000
+    assert next_offset == batches * per_batch
     for call in calls:
         call.cancel()
     channel.close()

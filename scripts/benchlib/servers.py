@@ -104,10 +104,11 @@ class Server:
             return ""
 
 
-def start_pier(binary, data_dir, extra=()):
+def start_pier(binary, data_dir, extra=("--log-level", "warning")):
     os.makedirs(data_dir, exist_ok=True)
     log_path = os.path.join(os.path.dirname(data_dir.rstrip("/")), os.path.basename(data_dir) + ".log")
     log = open(log_path, "w")
+    # Warnings only, as etcd runs with --log-level error: per-call logging is not what is measured.
     # stdout goes to a file, not a pipe nobody drains, so a chatty server can never block on it.
     process = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir, *extra],
                                stdout=log, stderr=subprocess.STDOUT)
