@@ -263,6 +263,15 @@ def test_configured_smaller_limit(test_server_factory):
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def test_gzip_compressed_requests(echo):
+    payload = b"compressible " * 10_000
+    reply = echo.Unary(echo_pb2.EchoRequest(payload=payload), timeout=30, compression=grpc.Compression.Gzip)
+    assert reply.payload == payload
+    replies = echo.ClientStream(iter([echo_pb2.EchoRequest(payload=b"ab")] * 3), timeout=30,
+                                compression=grpc.Compression.Gzip)
+    assert replies.payload == b"ababab"
+
+
 # --- concurrency -------------------------------------------------------------------------------
 
 def test_thousand_concurrent_streams_on_one_connection(test_server):

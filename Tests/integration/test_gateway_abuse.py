@@ -2,6 +2,7 @@
 
 Each test checks what an operator would: the bad connection gets the error the protocol asks
 for, the server stays up and answers health checks, and its memory stays bounded."""
+import gzip
 import random
 import socket
 import struct
@@ -233,7 +234,11 @@ def raw_call(server, path, body_chunks, extra_headers=(), end_stream=True):
         conn.handshake()
         conn.headers(1, request_headers(path, extra=extra_headers))
         for i, chunk in enumerate(body_chunks):
-            conn.data(1, chunk, end_stream=end_stream and i == len(body_chunks) - 1)
+            last = i == len(body_chunks) - 1
+            # Within the default SETTINGS_MAX_FRAME_SIZE (16 KiB).
+            pieces = [chunk[j:j + 16384] for j in range(0, len(chunk), 16384)] or [b""]
+            for k, piece in enumerate(pieces):
+                conn.data(1, piece, end_stream=end_stream and last and k == len(pieces) - 1)
         if not body_chunks and end_stream:
             conn.data(1, b"", end_stream=True)
         return conn.response(1)
@@ -268,6 +273,27 @@ def test_compressed_with_unsupported_encoding_is_unimplemented(server):
     result = raw_call(server, UNARY, [grpc_message(payload, flag=1)],
                       extra_headers=[("grpc-encoding", "x-unknown-codec")])
     assert grpc_status(result) == grpc.StatusCode.UNIMPLEMENTED.value[0], result
+    assert_serving(server)
+
+
+def test_gzip_bomb_is_resource_exhausted(server):
+    # 64 MiB of zeros in a payload field, gzip-compressed to ~64 KiB: the inflated message
+    # exceeds the 4 MiB limit, and the server must stop inflating there.
+    baseline = warmed_rss(server)
+    inflated = echo_pb2.EchoRequest(payload=bytes(64 * MIB)).SerializeToString()
+    result = raw_call(server, UNARY, [grpc_message(gzip.compress(inflated), flag=1)],
+                      extra_headers=[("grpc-encoding", "gzip")])
+    assert grpc_status(result) == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], result
+    assert_memory_bounded(server, baseline, "gzip bomb")
+    assert_serving(server)
+
+
+def test_corrupt_gzip_is_refused(server):
+    payload = bytearray(gzip.compress(echo_pb2.EchoRequest(payload=b"x" * 1000).SerializeToString()))
+    payload[len(payload) // 2] ^= 0xFF
+    result = raw_call(server, UNARY, [grpc_message(bytes(payload), flag=1)],
+                      extra_headers=[("grpc-encoding", "gzip")])
+    assert grpc_status(result) not in (None, 0), result
     assert_serving(server)
 
 
