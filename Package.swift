@@ -35,6 +35,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "DequeModule", package: "swift-collections"),
         ] + nio),
 
         // Files: CRC-framed records, write-ahead log with group commit, snapshots.

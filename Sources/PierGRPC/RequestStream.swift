@@ -1,4 +1,5 @@
 // The request messages of a streaming call, handed to the handler as they arrive.
+import DequeModule
 import NIOCore
 import Synchronization
 
@@ -10,22 +11,17 @@ public final class RequestStream: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
 
     struct State {
-        var queue: [[UInt8]] = []
-        var head = 0
+        // A deque, not an array with a read index: on a long-lived stream the queue is rarely
+        // empty, and an array would keep every message ever taken alive.
+        var queue: Deque<[UInt8]> = []
         var queuedBytes = 0
         var finished: GRPCStatus? = nil
         var waiter: CheckedContinuation<[UInt8]?, any Error>? = nil
 
         /// Takes the oldest queued message, if any.
         mutating func take() -> [UInt8]? {
-            guard head < queue.count else { return nil }
-            let message = queue[head]
-            head += 1
+            guard let message = queue.popFirst() else { return nil }
             queuedBytes -= message.count
-            if head == queue.count {
-                queue.removeAll(keepingCapacity: true)
-                head = 0
-            }
             return message
         }
     }
@@ -72,7 +68,6 @@ public final class RequestStream: AsyncSequence, Sendable {
             state.finished = status
             if status.code != .ok {
                 state.queue.removeAll()
-                state.head = 0
                 state.queuedBytes = 0
             }
             defer { state.waiter = nil }

@@ -114,6 +114,9 @@ final class ServerStream {
             outbound.moveReaderIndex(forwardBy: count)
             if outbound.readableBytes == 0 {
                 outbound.clear()
+            } else if outbound.readerIndex >= 64 * 1024 && outbound.readerIndex >= outbound.readableBytes {
+                // A stream that never drains completely must still give back what was sent.
+                outbound.discardReadBytes()
             }
             if outbound.readableBytes < connection.configuration.streamOutboundHighWater / 2 {
                 wakeWriters()

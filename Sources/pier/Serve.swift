@@ -62,6 +62,8 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "pier")
+        // Before anything starts: a SIGTERM during start-up must still mean a clean stop.
+        let shutdownSignal = ShutdownSignal()
         guard let separator = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: separator)...]) else {
             throw ValidationError("--listen wants HOST:PORT, got \"\(listen)\"")
         }
@@ -91,7 +93,7 @@ struct Serve: AsyncParsableCommand {
         // Tests and scripts read this line to learn the port.
         FileHandle.standardOutput.write(Data("listening on \(host):\(bound)\n".utf8))
 
-        let signal = await ShutdownSignal.wait()
+        let signal = await shutdownSignal.wait()
         logger.info("\(signal) received: shutting down gracefully")
         reloader?.stop()
         assembly.health.set("", .notServing)

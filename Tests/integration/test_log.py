@@ -247,6 +247,19 @@ def test_produce_stream_acks_every_request_in_order(log):
     assert offsets(log, topic, 0)[1] == offsets(log, topic, 1)[1] == 2500
 
 
+def test_produce_stream_acks_read_late_all_arrive_in_order(log):
+    """A producer that pipelines more requests than the server keeps acks outstanding for
+    (256), and reads nothing for a while, still gets every ack, in order, once it reads."""
+    topic = unique_topic()
+    create(log, topic)
+    requests = (pb.ProduceRequest(topic=topic, request_id=i, batches=[pb.ProduceBatch(records=[pb.Record(value=b"v")])])
+                for i in range(3000))
+    call = log.ProduceStream(requests, timeout=120)
+    time.sleep(2)
+    assert [a.request_id for a in call] == list(range(3000))
+    assert offsets(log, topic) == (0, 3000)
+
+
 # ---------------------------------------------------------------------------------------------
 # Fetch, Subscribe, ListOffsets
 

@@ -1,5 +1,4 @@
 """kill -9 under produce load, over and over: every acknowledged record survives exactly once, in order."""
-import queue
 import random
 import threading
 import time

@@ -1,4 +1,4 @@
-# Watch fan-out: W watchers on one key, one writer; counts delivered events and put-to-notify latency.
+# Watch fan-out: W watchers on one key, four writers; counts delivered events and put-to-notify latency.
 import struct
 import threading
 import time
