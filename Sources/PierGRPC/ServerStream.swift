@@ -165,6 +165,12 @@ final class ServerStream {
         } else {
             requests?.finish(status)
         }
+        // The request stream's consume callback holds this stream, so keeping it here would
+        // be a cycle that outlives the call, outbound buffer and all. The handler keeps its own
+        // reference for as long as it still reads.
+        requests = nil
+        // Nothing more is sent; a handler still winding down need not hold the buffer's capacity.
+        outbound = ByteBuffer()
     }
 
     private func cancelHandler(_ status: GRPCStatus) {
