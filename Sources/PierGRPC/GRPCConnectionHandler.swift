@@ -219,16 +219,9 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         _ = nghttp2_submit_response(session, streamID, ResponseHeaders.ok.nv, ResponseHeaders.ok.count, &provider)
     }
 
+    /// A call's whole reply in one HEADERS frame with END_STREAM (gRPC's Trailers-Only).
     func submitTrailersOnly(streamID: Int32, status: GRPCStatus) {
-        guard let session else { return }
-        var headers = HeaderList()
-        headers.add(":status", "200")
-        headers.add("content-type", "application/grpc")
-        headers.add("grpc-status", String(status.code.rawValue))
-        if !status.message.isEmpty { headers.add("grpc-message", PercentEncoding.encode(status.message)) }
-        headers.withNV { nv, count in
-            _ = nghttp2_submit_response(session, streamID, nv, count, nil)
-        }
+        submitHeadersOnly(streamID: streamID, httpStatus: 200, status: status)
     }
 
     func submitTrailers(streamID: Int32, status: GRPCStatus) {
@@ -238,8 +231,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
             return
         }
         var trailers = HeaderList()
-        trailers.add("grpc-status", String(status.code.rawValue))
-        if !status.message.isEmpty { trailers.add("grpc-message", PercentEncoding.encode(status.message)) }
+        trailers.addStatus(status)
         trailers.withNV { nv, count in
             _ = nghttp2_submit_trailer(session, streamID, nv, count)
         }
@@ -247,12 +239,15 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
 
     /// An HTTP-level refusal (not a gRPC status): e.g. 415 for a wrong content-type.
     func submitHTTPError(streamID: Int32, httpStatus: Int, status: GRPCStatus) {
+        submitHeadersOnly(streamID: streamID, httpStatus: httpStatus, status: status)
+    }
+
+    private func submitHeadersOnly(streamID: Int32, httpStatus: Int, status: GRPCStatus) {
         guard let session else { return }
         var headers = HeaderList()
         headers.add(":status", String(httpStatus))
         headers.add("content-type", "application/grpc")
-        headers.add("grpc-status", String(status.code.rawValue))
-        headers.add("grpc-message", PercentEncoding.encode(status.message))
+        headers.addStatus(status)
         headers.withNV { nv, count in
             _ = nghttp2_submit_response(session, streamID, nv, count, nil)
         }

@@ -11,6 +11,12 @@ struct HeaderList {
         fields.append((Array(name.utf8), Array(value.utf8)))
     }
 
+    /// `grpc-status`, and `grpc-message` (percent-encoded) when there is one.
+    mutating func addStatus(_ status: GRPCStatus) {
+        add("grpc-status", String(status.code.rawValue))
+        if !status.message.isEmpty { add("grpc-message", PercentEncoding.encode(status.message)) }
+    }
+
     /// Calls `body` with an nghttp2_nv array valid only for the duration of the call
     /// (nghttp2 copies header fields when a frame is submitted).
     func withNV<R>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
